@@ -1,0 +1,72 @@
+package session
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/shadowcopy/tcpcopy/capture"
+	"github.com/shadowcopy/tcpcopy/emit"
+)
+
+// Config configures a Table. The zero value of every field is documented;
+// Emitter is required.
+type Config struct {
+	// Emitter sends the packets the table makes toward the target.
+	Emitter emit.Emitter
+
+	// OnOpen, if set, is called before a session's first SYN is sent, with
+	// the client (as the target will see it) and the target; the copier
+	// announces the client to intercept here.
+	OnOpen func(client, target capture.Endpoint)
+	// OnClose, if set, is called when a session is freed.
+	OnClose func(client, target capture.Endpoint)
+
+	// HandshakeTimeout is how long a SYN may wait for the target's SYN-ACK
+	// before the session is reset and dropped. Zero means 3 s.
+	HandshakeTimeout time.Duration
+	// RTO is the initial retransmission timeout. Zero means 1 s.
+	RTO time.Duration
+	// ResponseQuiet is how long the target's response must be quiet before
+	// the next request is released, when the response is shorter than the
+	// online one. Zero means the client's handshake RTT, at least 2 ms and
+	// at most 200 ms.
+	ResponseQuiet time.Duration
+	// HoldTimeout bounds how long a request waits for the previous response.
+	// Zero means 3 s.
+	HoldTimeout time.Duration
+	// NoWait sends requests as they come, without waiting for responses.
+	NoWait bool
+	// IdleTimeout frees sessions with no packet either way for this long.
+	// Zero means 600 s.
+	IdleTimeout time.Duration
+	// Linger is how long a closed session is kept to absorb late packets.
+	// Zero means 2 s.
+	Linger time.Duration
+	// MaxBuffered caps the client packets buffered per session; more are
+	// dropped and counted. Zero means 4096.
+	MaxBuffered int
+
+	// Logger receives session-level events (not per packet). Nil discards.
+	Logger *slog.Logger
+}
+
+func (c *Config) withDefaults() Config {
+	d := *c
+	def := func(v *time.Duration, x time.Duration) {
+		if *v <= 0 {
+			*v = x
+		}
+	}
+	def(&d.HandshakeTimeout, 3*time.Second)
+	def(&d.RTO, time.Second)
+	def(&d.HoldTimeout, 3*time.Second)
+	def(&d.IdleTimeout, 600*time.Second)
+	def(&d.Linger, 2*time.Second)
+	if d.MaxBuffered <= 0 {
+		d.MaxBuffered = 4096
+	}
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	return d
+}
