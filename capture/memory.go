@@ -59,6 +59,10 @@ func (m *Memory) ReadPackets(pkts []Packet) (int, error) {
 		if m.closed {
 			return 0, ErrClosed
 		}
+		if len(pkts) == 0 {
+			// Nothing could be returned: waiting would block until Close.
+			return 0, nil
+		}
 		n := 0
 		for n < len(pkts) && len(m.queue) > 0 {
 			mp := m.queue[0]

@@ -67,12 +67,16 @@ func (p *Packet) decode(b []byte, snapped bool) error {
 		}
 		ip := header.IPv4(b)
 		ihl := ip.IHL()
-		if ihl < header.IPv4MinLen || ihl > len(b) {
-			return errBadIHL
-		}
 		end = ip.TotalLen()
-		if end < ihl {
+		switch {
+		case ihl < header.IPv4MinLen:
+			return errBadIHL
+		case end < ihl:
 			return errTotalLen
+		case ihl > len(b):
+			// Within the total length but not captured: cut short, not
+			// malformed.
+			return errShortIPv4Opts
 		}
 		if ip.IsFragment() {
 			return errFragment4
@@ -91,7 +95,7 @@ func (p *Packet) decode(b []byte, snapped bool) error {
 		}
 		end = header.IPv6Len + ip.PayloadLen()
 		var err error
-		if l4, err = walkIPv6(b, ip.NextHeader()); err != nil {
+		if l4, err = walkIPv6(b, end, ip.NextHeader()); err != nil {
 			return err
 		}
 		p.v6 = true
@@ -109,8 +113,11 @@ func (p *Packet) decode(b []byte, snapped bool) error {
 		return errShortTCP
 	}
 	off := header.TCP(b[l4:]).DataOffset()
-	if off < header.TCPMinLen || l4+off > len(b) || l4+off > end {
+	if off < header.TCPMinLen || l4+off > end {
 		return errBadDataOffset
+	}
+	if l4+off > len(b) { // only when snapped: else len(b) == end by now
+		return errShortTCPOpts
 	}
 	if !header.ValidOptions(b[l4+header.TCPMinLen : l4+off]) {
 		return errBadTCPOptions
@@ -120,23 +127,20 @@ func (p *Packet) decode(b []byte, snapped bool) error {
 }
 
 // walkIPv6 follows the extension header chain (RFC 8200 section 4) to TCP
-// and returns the offset of the TCP header.
-func walkIPv6(b []byte, next uint8) (int, error) {
+// and returns the offset of the TCP header. A header that runs past end (the
+// payload length) is malformed; one that runs past the captured bytes only
+// is cut short.
+func walkIPv6(b []byte, end int, next uint8) (int, error) {
 	off := header.IPv6Len
 	for {
+		var unit, extra int
 		switch next {
 		case header.ProtoTCP:
 			return off, nil
-		case 0, 43, 60: // hop-by-hop, routing, destination options
-			if off+8 > len(b) {
-				return 0, errExtHeader
-			}
-			next, off = b[off], off+(int(b[off+1])+1)*8
-		case 51: // authentication header: length in 4-octet units minus 2
-			if off+8 > len(b) {
-				return 0, errExtHeader
-			}
-			next, off = b[off], off+(int(b[off+1])+2)*4
+		case 0, 43, 60: // hop-by-hop, routing, destination options: 8-octet units, not counting the first
+			unit, extra = 8, 1
+		case 51: // authentication header (RFC 4302): 4-octet units minus 2
+			unit, extra = 4, 2
 		case 44:
 			return 0, errFragment6
 		case 50, 59:
@@ -144,10 +148,25 @@ func walkIPv6(b []byte, next uint8) (int, error) {
 		default:
 			return 0, errNotTCP
 		}
-		if off > len(b) {
-			return 0, errExtHeader
+		// Every extension header is at least 8 bytes long.
+		if err := extBounds(off+8, end, len(b)); err != nil {
+			return 0, err
+		}
+		next, off = b[off], off+(int(b[off+1])+extra)*unit
+		if err := extBounds(off, end, len(b)); err != nil {
+			return 0, err
 		}
 	}
+}
+
+func extBounds(n, end, captured int) error {
+	switch {
+	case n > end:
+		return errExtHeader
+	case n > captured:
+		return errExtCut
+	}
+	return nil
 }
 
 // IsIPv6 reports whether the datagram is IPv6.

@@ -77,6 +77,7 @@ type sess struct {
 	wscale    uint8
 	tsOK      bool
 	tsRecent  uint32
+	tsSent    uint32 // highest TSval sent to the target
 	lastResp  time.Time
 	dupAcks   int
 	finRcvd   bool
@@ -99,6 +100,17 @@ func (s *sess) established(p *capture.Packet) {
 	}
 	s.rto = s.t.cfg.RTO
 	s.lastResp = s.t.now
+}
+
+// tsval returns the TSval to send for a packet captured with val: never
+// below one already sent, since a held request goes out after ACKs made
+// with later captured TSvals, and the target's PAWS check (RFC 7323
+// section 5) drops segments whose TSval went back.
+func (s *sess) tsval(val uint32) uint32 {
+	if int32(val-s.tsSent) > 0 || s.tsSent == 0 {
+		s.tsSent = val
+	}
+	return s.tsSent
 }
 
 // respBytes is how many bytes the target has sent on this connection.

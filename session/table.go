@@ -129,8 +129,12 @@ func (t *Table) open(p *capture.Packet) {
 		clientWin:  p.Window(),
 	}
 	_, s.clientWS = p.WindowScale()
-	_, _, s.clientTS = p.Timestamps()
+	s.clientTSval, _, s.clientTS = p.Timestamps()
 	s.sndUna, s.sndNxt = s.isn, s.isn.Add(1)
+	var syn capture.Packet
+	if syn.Decode(s.syn) == nil {
+		syn.ComputeChecksums() // see sendSeg
+	}
 	t.sessions[s.client] = s
 	t.c.started.Add(1)
 	t.c.active.Add(1)
@@ -312,7 +316,7 @@ func (t *Table) sendRST(s *sess) {
 func (t *Table) makeSegment(s *sess, flags uint8) {
 	t.opts = t.opts[:0]
 	if s.tsOK && flags&capture.FlagRST == 0 {
-		t.opts = capture.AppendTimestamps(t.opts, s.clientTSval, s.tsRecent)
+		t.opts = capture.AppendTimestamps(t.opts, s.tsval(s.clientTSval), s.tsRecent)
 	}
 	seg := capture.Segment{
 		Src: s.client.AddrPort(), Dst: s.target.AddrPort(),
@@ -345,9 +349,14 @@ func (t *Table) sendSeg(s *sess, seg *segment) {
 	}
 	if s.tsOK {
 		if val, _, ok := p.Timestamps(); ok {
-			p.SetTimestamps(val, s.tsRecent)
+			p.SetTimestamps(s.tsval(val), s.tsRecent)
 		}
 	}
+	// A captured checksum cannot be trusted: packets from a local sender
+	// over veth or lo carry a partial checksum (CHECKSUM_PARTIAL), and GRO
+	// super-frames the first segment's. One full sum per sent packet is
+	// cheap next to the send itself.
+	p.ComputeChecksums()
 	seg.sentAt = t.now
 	s.lastSend = t.now
 }

@@ -296,3 +296,61 @@ func TestUnknownAndStrayPackets(t *testing.T) {
 	}
 	h.expect()
 }
+
+func TestTimestampsEchoedAndMonotonic(t *testing.T) {
+	h := newHarness(t, Config{})
+	send := func(handle func(*capture.Packet), src, dst netip.AddrPort, seq, ackN uint32, flags uint8, payload string, val, ecr uint32) {
+		t.Helper()
+		var p capture.Packet
+		if err := p.Decode(seg(t, src, dst, seq, ackN, flags, payload, capture.AppendTimestamps(nil, val, ecr))); err != nil {
+			t.Fatal(err)
+		}
+		p.Time = h.now
+		handle(&p)
+		h.tab.Tick(h.now)
+	}
+	client := func(seq, ackN uint32, flags uint8, payload string, val uint32) {
+		t.Helper()
+		send(h.tab.HandleClient, clientAP, targetAP, seq, ackN, flags, payload, val, 4444) // 4444: the online server's clock
+	}
+	target := func(seq, ackN uint32, flags uint8, payload string, val uint32) {
+		t.Helper()
+		send(h.tab.HandleResponse, targetAP, clientAP, seq, ackN, flags, payload, val, 0)
+	}
+	ts := func(p capture.Packet) [2]uint32 {
+		val, ecr, ok := p.Timestamps()
+		if !ok {
+			t.Fatalf("packet without timestamps: %v", p.Flow())
+		}
+		return [2]uint32{val, ecr}
+	}
+	client(1000, 0, syn, "", 100)
+	target(5000, 1001, synack, "", 900)
+	if got := ts(h.out.take()[1]); got != [2]uint32{100, 900} {
+		t.Errorf("made ACK timestamps %v, want [100 900]", got)
+	}
+	client(1001, 7001, psh, "GET /a", 110)
+	client(1007, 7011, psh, "GET /b", 120) // held: the client saw 10 bytes
+	client(1013, 7011, ack, "", 130)       // a pure ACK, absorbed, with a later TSval
+	target(5001, 1007, psh, "0123456789", 950)
+	out := h.out.take()
+	if len(out) != 3 {
+		t.Fatalf("emitted %d packets, want request a, the ACK and request b", len(out))
+	}
+	if got := ts(out[0]); got != [2]uint32{110, 900} {
+		t.Errorf("request a timestamps %v, want [110 900]", got)
+	}
+	if got := ts(out[1]); got != [2]uint32{130, 950} {
+		t.Errorf("made ACK timestamps %v, want [130 950]", got)
+	}
+	// Request b was captured with TSval 120 but goes out after an ACK with
+	// 130: sending 120 would fail the target's PAWS check.
+	if got := ts(out[2]); got != [2]uint32{130, 950} {
+		t.Errorf("held request timestamps %v, want [130 950]", got)
+	}
+	for i, p := range out {
+		if !p.ChecksumsValid() {
+			t.Errorf("packet %d: bad checksums", i)
+		}
+	}
+}

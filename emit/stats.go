@@ -1,0 +1,85 @@
+package emit
+
+import (
+	"strconv"
+	"sync/atomic"
+)
+
+// Reason is why an Emitter dropped a datagram. The zero value is invalid.
+type Reason uint8
+
+// Drop reasons.
+const (
+	_ Reason = iota
+	// MsgSize: larger than the route's MTU (EMSGSIZE). Raw sockets that
+	// include the header never fragment; segment to the MTU first.
+	MsgSize
+	// Perm: refused by the local stack (EPERM), mostly a netfilter rule
+	// or a full conntrack table.
+	Perm
+	// NoBuffers: the socket's send buffer or the device queue was full
+	// (ENOBUFS, EAGAIN). The Emitter does not wait for room.
+	NoBuffers
+	// Invalid: not an IPv4 or IPv6 datagram, or too short for its header.
+	Invalid
+	// Other: any other send error, or no socket for the datagram's family.
+	Other
+)
+
+var reasonNames = [...]string{"invalid-reason", "msgsize", "perm", "nobuffers", "invalid", "other"}
+
+func (r Reason) String() string {
+	if int(r) < len(reasonNames) {
+		return reasonNames[r]
+	}
+	return "Reason(" + strconv.Itoa(int(r)) + ")"
+}
+
+// Stats counts what an Emitter did. Every datagram given to Emit is either
+// Sent or counted under one drop reason.
+type Stats struct {
+	Sent      uint64 // datagrams handed to the kernel
+	Bytes     uint64 // IP bytes of those datagrams
+	MsgSize   uint64 // dropped: EMSGSIZE
+	Perm      uint64 // dropped: EPERM
+	NoBuffers uint64 // dropped: ENOBUFS or EAGAIN
+	Invalid   uint64 // dropped: not a datagram the Emitter can send
+	Other     uint64 // dropped: any other error
+}
+
+// Dropped is the sum of the drop counters.
+func (s Stats) Dropped() uint64 { return s.MsgSize + s.Perm + s.NoBuffers + s.Invalid + s.Other }
+
+// Counters is the concurrency-safe accumulator behind an Emitter's Stats.
+// Emitters embed it; its zero value is ready.
+type Counters struct {
+	sent, bytes atomic.Uint64
+	drops       [Other + 1]atomic.Uint64
+}
+
+// AddSent counts one datagram of n bytes handed to the kernel.
+func (c *Counters) AddSent(n int) {
+	c.sent.Add(1)
+	c.bytes.Add(uint64(n))
+}
+
+// AddDrop counts one datagram dropped for r; an invalid r counts as Other.
+func (c *Counters) AddDrop(r Reason) {
+	if r == 0 || r > Other {
+		r = Other
+	}
+	c.drops[r].Add(1)
+}
+
+// Stats returns a snapshot.
+func (c *Counters) Stats() Stats {
+	return Stats{
+		Sent:      c.sent.Load(),
+		Bytes:     c.bytes.Load(),
+		MsgSize:   c.drops[MsgSize].Load(),
+		Perm:      c.drops[Perm].Load(),
+		NoBuffers: c.drops[NoBuffers].Load(),
+		Invalid:   c.drops[Invalid].Load(),
+		Other:     c.drops[Other].Load(),
+	}
+}

@@ -1,0 +1,606 @@
+package intercept
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/shadowcopy/tcpcopy/capture"
+)
+
+// ServerConfig configures a Server. Every zero value picks the documented
+// default.
+type ServerConfig struct {
+	// Interceptor captures the target's responses. Required.
+	Interceptor Interceptor
+	// PayloadLimit is how many TCP payload bytes of each response are
+	// reported besides the headers. Zero: 0, headers only (enough for the
+	// session engine; response comparison and MySQL mode need payload).
+	PayloadLimit int
+	// RouteTTL is how long a route lives without a ClientAdd or a response
+	// routed over it. Zero: 120 s.
+	RouteTTL time.Duration
+	// EarlyWait is how long a response whose route is not known yet is held
+	// for its ClientAdd (the copier sends ClientAdd before the SYN, but on
+	// another connection than the one the SYN-ACK races). Zero: 2 s;
+	// negative: such responses are unrouted at once.
+	EarlyWait time.Duration
+	// EarlyLimit bounds the responses held for EarlyWait. Zero: 4096.
+	EarlyLimit int
+	// QueueBytes bounds the encoded responses queued for one copier
+	// connection; responses beyond it are dropped and counted, so a slow
+	// copier never blocks the Interceptor. Zero: 4 MiB.
+	QueueBytes int
+	// HandshakeTimeout bounds the wait for a copier's hello. Zero: 5 s.
+	HandshakeTimeout time.Duration
+	// WriteTimeout bounds one write to a copier; a copier that takes no data
+	// for that long is disconnected. Zero: 10 s.
+	WriteTimeout time.Duration
+	// Clock gives the time for route expiry and early holding. Zero:
+	// time.Now. (I/O deadlines always use the real clock.)
+	Clock func() time.Time
+	// Logger receives connection events and errors. Zero: discard.
+	Logger *slog.Logger
+}
+
+// ServerStats counts what a Server did. Every response the Interceptor
+// reported is Routed, Unrouted, Dropped, Oversize or still Held.
+type ServerStats struct {
+	Copiers int // copier connections open now
+	Routes  int // routes known now
+	Held    int // responses held now, waiting for their ClientAdd
+
+	Accepted       uint64 // copier connections accepted
+	BadHello       uint64 // connections closed for a bad or missing hello
+	ProtocolErrors uint64 // connections closed for a bad frame
+	Announced      uint64 // ClientAdd frames received
+	Removed        uint64 // ClientRemove frames received
+	Takeovers      uint64 // ClientAdds that moved a route to another connection
+	Expired        uint64 // routes expired after RouteTTL without use
+
+	Reported uint64 // responses from the Interceptor
+	Routed   uint64 // responses queued to their copier (Waited included)
+	Waited   uint64 // of Routed: held until their ClientAdd arrived
+	Unrouted uint64 // responses without a route (after EarlyWait, or the hold full)
+	Dropped  uint64 // routed responses dropped: copier queue full or connection closing
+	Oversize uint64 // responses whose headers do not fit a record
+}
+
+type serverCounters struct {
+	accepted, badHello, protocolErrors, announced, removed, takeovers, expired,
+	reported, routed, waited, unrouted, dropped, oversize atomic.Uint64
+}
+
+// Server accepts copier connections, learns from their ClientAdd frames which
+// copier owns which client, runs the Interceptor and sends each response to
+// the copier that owns its destination. It is safe for concurrent use.
+type Server struct {
+	cfg ServerConfig
+	log *slog.Logger
+	c   serverCounters
+
+	mu          sync.Mutex
+	routes      map[capture.Endpoint]route
+	held        map[capture.Endpoint][]heldResponse
+	nheld       int
+	conns       map[*copierConn]struct{}
+	touched     []*copierConn // connections given responses in this report
+	lastRouteGC int64
+	serving     bool
+	closed      bool
+	cancel      context.CancelFunc
+	done        chan struct{}
+}
+
+type route struct {
+	conn   *copierConn
+	target capture.Endpoint
+	last   int64 // Clock, unix nanoseconds
+}
+
+type heldResponse struct {
+	at  int64
+	rec []byte
+}
+
+// NewServer returns a Server for cfg. It starts nothing; Serve does.
+func NewServer(cfg *ServerConfig) (*Server, error) {
+	if cfg == nil || cfg.Interceptor == nil {
+		return nil, errors.New("intercept: ServerConfig.Interceptor is required")
+	}
+	c := *cfg
+	if c.PayloadLimit < 0 {
+		return nil, fmt.Errorf("intercept: negative PayloadLimit %d", c.PayloadLimit)
+	}
+	if c.RouteTTL < 0 || c.EarlyLimit < 0 || c.QueueBytes < 0 || c.HandshakeTimeout < 0 || c.WriteTimeout < 0 {
+		return nil, errors.New("intercept: negative RouteTTL, EarlyLimit, QueueBytes, HandshakeTimeout or WriteTimeout")
+	}
+	if c.RouteTTL == 0 {
+		c.RouteTTL = 120 * time.Second
+	}
+	if c.EarlyWait == 0 {
+		c.EarlyWait = 2 * time.Second
+	}
+	if c.EarlyLimit == 0 {
+		c.EarlyLimit = 4096
+	}
+	if c.QueueBytes == 0 {
+		c.QueueBytes = 4 << 20
+	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = 5 * time.Second
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	log := c.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{
+		cfg:    c,
+		log:    log,
+		routes: make(map[capture.Endpoint]route),
+		held:   make(map[capture.Endpoint][]heldResponse),
+		conns:  make(map[*copierConn]struct{}),
+	}, nil
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Server) Stats() ServerStats {
+	s.mu.Lock()
+	st := ServerStats{Copiers: len(s.conns), Routes: len(s.routes), Held: s.nheld}
+	s.mu.Unlock()
+	st.Accepted = s.c.accepted.Load()
+	st.BadHello = s.c.badHello.Load()
+	st.ProtocolErrors = s.c.protocolErrors.Load()
+	st.Announced = s.c.announced.Load()
+	st.Removed = s.c.removed.Load()
+	st.Takeovers = s.c.takeovers.Load()
+	st.Expired = s.c.expired.Load()
+	st.Reported = s.c.reported.Load()
+	st.Routed = s.c.routed.Load()
+	st.Waited = s.c.waited.Load()
+	st.Unrouted = s.c.unrouted.Load()
+	st.Dropped = s.c.dropped.Load()
+	st.Oversize = s.c.oversize.Load()
+	return st
+}
+
+// Serve accepts copier connections on ln and runs the Interceptor until ctx
+// ends, Close is called, the Interceptor fails or ln fails. It closes ln and
+// every copier connection before it returns, and returns nil for the first
+// two causes. Serve runs once per Server; after Close it returns ErrClosed.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrClosed
+	}
+	if s.serving {
+		s.mu.Unlock()
+		return errors.New("intercept: Server.Serve called twice")
+	}
+	s.serving = true
+	ctx, cancel := context.WithCancel(ctx)
+	s.cancel = cancel
+	s.done = make(chan struct{})
+	s.mu.Unlock()
+	defer close(s.done)
+	defer cancel()
+
+	var wg sync.WaitGroup
+	var icErr error
+	wg.Go(func() {
+		err := s.cfg.Interceptor.Run(ctx, s.report)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			icErr = err
+			cancel()
+			return
+		}
+		s.log.Warn("intercept: interceptor stopped; serving without responses")
+	})
+	wg.Go(func() { s.sweeper(ctx) })
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+
+	var lnErr error
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				// EMFILE and friends: back off like net/http does.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.Warn("intercept: accept", "err", err, "retry_in", delay)
+				select {
+				case <-time.After(delay):
+				case <-ctx.Done():
+				}
+				continue
+			}
+			lnErr = fmt.Errorf("intercept: accept on %v: %w", ln.Addr(), err)
+			break
+		}
+		delay = 0
+		s.c.accepted.Add(1)
+		wg.Go(func() { s.handle(ctx, nc) })
+	}
+	cancel()
+	ln.Close()
+	wg.Wait()
+	if icErr != nil {
+		return fmt.Errorf("intercept: interceptor: %w", icErr)
+	}
+	return lnErr
+}
+
+func isTemporary(err error) bool {
+	t, ok := err.(interface{ Temporary() bool })
+	return ok && t.Temporary()
+}
+
+// Close stops Serve and waits for it to return. It is idempotent.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	serving, cancel, done := s.serving, s.cancel, s.done
+	s.mu.Unlock()
+	if serving {
+		cancel()
+		<-done
+	}
+	return nil
+}
+
+// copierConn is one copier connection as the server sees it.
+type copierConn struct {
+	nc     net.Conn
+	remote string
+	notify chan struct{}
+
+	touched bool // guarded by Server.mu
+
+	mu   sync.Mutex
+	enc  ResponsesEncoder // pending frames
+	dead bool
+}
+
+func (s *Server) handle(ctx context.Context, nc net.Conn) {
+	defer nc.Close()
+	stop := context.AfterFunc(ctx, func() { nc.Close() })
+	defer stop()
+	remote := nc.RemoteAddr().String()
+
+	nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	br := bufio.NewReaderSize(nc, 4096)
+	var hb [HelloLen]byte
+	if _, err := io.ReadFull(br, hb[:]); err != nil {
+		s.c.badHello.Add(1)
+		s.log.Warn("intercept: copier sent no hello", "remote", remote, "err", err)
+		return
+	}
+	h, err := ParseHello(hb[:])
+	if err == nil {
+		err = h.checkVersion()
+		if err != nil {
+			// Answer with our version so the peer can say what to speak.
+			nc.Write(AppendHello(hb[:0], Hello{Version: WireVersion}))
+		}
+	}
+	if err != nil {
+		s.c.badHello.Add(1)
+		s.log.Warn("intercept: rejected copier", "remote", remote, "err", err)
+		return
+	}
+	if _, err := nc.Write(AppendHello(hb[:0], Hello{Version: WireVersion})); err != nil {
+		s.c.badHello.Add(1)
+		s.log.Warn("intercept: write hello", "remote", remote, "err", err)
+		return
+	}
+	nc.SetDeadline(time.Time{})
+
+	c := &copierConn{nc: nc, remote: remote, notify: make(chan struct{}, 1)}
+	s.mu.Lock()
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	s.log.Info("intercept: copier connected", "remote", remote)
+
+	writerDone := make(chan struct{})
+	quit := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		s.writeLoop(c, quit)
+	}()
+
+	err = s.readLoop(c, br)
+	s.unregister(c)
+	close(quit)
+	nc.Close()
+	<-writerDone
+	switch {
+	case errors.Is(err, ErrProtocol):
+		s.c.protocolErrors.Add(1)
+		s.log.Warn("intercept: copier broke the protocol", "remote", remote, "err", err)
+	case ctx.Err() != nil, errors.Is(err, io.EOF):
+		s.log.Info("intercept: copier disconnected", "remote", remote)
+	default:
+		s.log.Info("intercept: copier connection lost", "remote", remote, "err", err)
+	}
+}
+
+func (s *Server) readLoop(c *copierConn, r io.Reader) error {
+	fr := NewFrameReader(r, FrameClientAdd, FrameClientRemove)
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			return err
+		}
+		client, target, err := ParseClient(f.Body)
+		if err != nil {
+			return err // ReadFrame checked it already
+		}
+		if f.Type == FrameClientAdd {
+			s.addRoute(c, client, target)
+		} else {
+			s.removeRoute(c, client)
+		}
+	}
+}
+
+func (s *Server) writeLoop(c *copierConn, quit <-chan struct{}) {
+	var spare []byte
+	for {
+		select {
+		case <-c.notify:
+		case <-quit:
+			return
+		}
+		c.mu.Lock()
+		c.enc.Flush()
+		buf := c.enc.B
+		c.enc.B = spare[:0]
+		c.mu.Unlock()
+		if len(buf) > 0 {
+			c.nc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+			if _, err := c.nc.Write(buf); err != nil {
+				s.log.Warn("intercept: write to copier", "remote", c.remote, "err", err)
+				c.mu.Lock()
+				c.dead = true
+				c.mu.Unlock()
+				c.nc.Close() // the reader sees it and unregisters c
+				return
+			}
+		}
+		spare = buf
+	}
+}
+
+func (s *Server) addRoute(c *copierConn, client, target capture.Endpoint) {
+	s.c.announced.Add(1)
+	now := s.cfg.Clock().UnixNano()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old, ok := s.routes[client]; ok && old.conn != c {
+		s.c.takeovers.Add(1)
+	}
+	s.routes[client] = route{conn: c, target: target, last: now}
+	hs, ok := s.held[client]
+	if !ok {
+		return
+	}
+	delete(s.held, client)
+	s.nheld -= len(hs)
+	for _, h := range hs {
+		if c.enqueueRecord(h.rec, s.cfg.QueueBytes) {
+			s.c.routed.Add(1)
+			s.c.waited.Add(1)
+		} else {
+			s.c.dropped.Add(1)
+		}
+	}
+	c.flush()
+}
+
+func (s *Server) removeRoute(c *copierConn, client capture.Endpoint) {
+	s.c.removed.Add(1)
+	s.mu.Lock()
+	if r, ok := s.routes[client]; ok && r.conn == c {
+		delete(s.routes, client)
+	}
+	s.mu.Unlock()
+}
+
+func (s *Server) unregister(c *copierConn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	for k, r := range s.routes {
+		if r.conn == c {
+			delete(s.routes, k)
+		}
+	}
+	s.mu.Unlock()
+	c.mu.Lock()
+	c.dead = true
+	c.mu.Unlock()
+}
+
+// report is the Interceptor's callback: it routes one batch.
+func (s *Server) report(pkts []capture.Packet) {
+	if len(pkts) == 0 {
+		return
+	}
+	now := s.cfg.Clock().UnixNano()
+	limit := s.cfg.PayloadLimit
+	var routed, dropped, oversize, unrouted uint64
+	s.mu.Lock()
+	for i := range pkts {
+		p := &pkts[i]
+		key := p.DstEndpoint()
+		r, ok := s.routes[key]
+		if !ok {
+			if _, err := ReportLen(p, limit); err != nil {
+				oversize++
+			} else if !s.hold(p, key, now) {
+				unrouted++
+			}
+			continue
+		}
+		r.last = now
+		s.routes[key] = r
+		switch err := r.conn.enqueue(p, limit, s.cfg.QueueBytes); {
+		case err == errOversize:
+			oversize++
+		case err != nil:
+			dropped++
+		default:
+			routed++
+			if !r.conn.touched {
+				r.conn.touched = true
+				s.touched = append(s.touched, r.conn)
+			}
+		}
+	}
+	// The interceptor's batch ends here: send what it gave each copier.
+	for i, c := range s.touched {
+		c.touched = false
+		c.flush()
+		s.touched[i] = nil
+	}
+	s.touched = s.touched[:0]
+	s.mu.Unlock()
+	s.c.reported.Add(uint64(len(pkts)))
+	s.c.routed.Add(routed)
+	s.c.dropped.Add(dropped)
+	s.c.oversize.Add(oversize)
+	s.c.unrouted.Add(unrouted)
+}
+
+// hold keeps a copy of an unroutable response for EarlyWait. s.mu is held.
+func (s *Server) hold(p *capture.Packet, key capture.Endpoint, now int64) bool {
+	if s.cfg.EarlyWait < 0 || s.nheld >= s.cfg.EarlyLimit {
+		return false
+	}
+	n, _ := ReportLen(p, s.cfg.PayloadLimit) // checked by the caller
+	s.held[key] = append(s.held[key], heldResponse{at: now, rec: append([]byte(nil), p.Data[:n]...)})
+	s.nheld++
+	return true
+}
+
+var (
+	errOversize  = errors.New("intercept: response headers exceed a record")
+	errQueueFull = errors.New("intercept: copier queue full")
+)
+
+// enqueue adds a record for p to c's pending frames.
+func (c *copierConn) enqueue(p *capture.Packet, limit, queueBytes int) error {
+	n, err := ReportLen(p, limit)
+	if err != nil {
+		return errOversize
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.dead || len(c.enc.B)+n+FrameHeaderLen+4 > queueBytes {
+		return errQueueFull
+	}
+	c.enc.addRecord(p.Data[:n])
+	return nil
+}
+
+func (c *copierConn) enqueueRecord(rec []byte, queueBytes int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.dead || len(c.enc.B)+len(rec)+FrameHeaderLen+4 > queueBytes {
+		return false
+	}
+	c.enc.addRecord(rec)
+	return true
+}
+
+// flush wakes the writer.
+func (c *copierConn) flush() {
+	select {
+	case c.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Server) sweeper(ctx context.Context) {
+	period := s.cfg.RouteTTL / 8
+	if s.cfg.EarlyWait > 0 {
+		period = min(period, s.cfg.EarlyWait/4)
+	}
+	period = min(max(period, 10*time.Millisecond), time.Second)
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.sweep(s.cfg.Clock())
+		}
+	}
+}
+
+// sweep expires silent routes and held responses older than EarlyWait.
+// Routes are scanned at most every RouteTTL/8 (the scan is O(routes)).
+func (s *Server) sweep(now time.Time) {
+	n := now.UnixNano()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var unrouted uint64
+	if s.nheld > 0 {
+		wait := int64(s.cfg.EarlyWait)
+		for k, hs := range s.held {
+			i := 0
+			for i < len(hs) && n-hs[i].at >= wait {
+				i++
+			}
+			if i == 0 {
+				continue
+			}
+			unrouted += uint64(i)
+			s.nheld -= i
+			if i == len(hs) {
+				delete(s.held, k)
+			} else {
+				s.held[k] = hs[i:]
+			}
+		}
+	}
+	s.c.unrouted.Add(unrouted)
+	ttl := int64(s.cfg.RouteTTL)
+	if n-s.lastRouteGC < ttl/8 {
+		return
+	}
+	s.lastRouteGC = n
+	for k, r := range s.routes {
+		if n-r.last >= ttl {
+			delete(s.routes, k)
+			s.c.expired.Add(1)
+		}
+	}
+}
