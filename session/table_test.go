@@ -289,7 +289,7 @@ func TestTargetWindowHonoured(t *testing.T) {
 func TestUnknownAndStrayPackets(t *testing.T) {
 	h := newHarness(t, Config{})
 	h.client(1001, 7001, psh, "x") // no session
-	h.target(5000, 1, ack, "y")     // no session
+	h.target(5000, 1, ack, "y")    // no session
 	st := h.tab.Stats()
 	if st.NoSession != 1 || st.UnknownResponses != 1 {
 		t.Errorf("stats %+v", st)
