@@ -21,6 +21,16 @@ type Config struct {
 	// OnClose, if set, is called when a session is freed.
 	OnClose func(client, target capture.Endpoint)
 
+	// Protocol, if set, is consulted for every session (see Protocol).
+	Protocol Protocol
+
+	// OnlyFull copies only connections whose SYN was captured. By default
+	// a connection first seen mid-stream gets a forged handshake.
+	OnlyFull bool
+	// MSS is the MSS option of forged SYNs. Zero means 1460 for IPv4 and
+	// 1440 for IPv6.
+	MSS uint16
+
 	// HandshakeTimeout is how long a SYN may wait for the target's SYN-ACK
 	// before the session is reset and dropped. Zero means 3 s.
 	HandshakeTimeout time.Duration
@@ -36,15 +46,25 @@ type Config struct {
 	HoldTimeout time.Duration
 	// NoWait sends requests as they come, without waiting for responses.
 	NoWait bool
+	// GapTimeout is how long a session waits for a missing captured packet
+	// before it is reset and dropped. Zero means 5 s.
+	GapTimeout time.Duration
 	// IdleTimeout frees sessions with no packet either way for this long.
 	// Zero means 600 s.
 	IdleTimeout time.Duration
+	// KeepaliveTimeout frees sessions that carried no data either way for
+	// this long, though keepalive probes still flow. Zero means 1800 s.
+	KeepaliveTimeout time.Duration
 	// Linger is how long a closed session is kept to absorb late packets.
 	// Zero means 2 s.
 	Linger time.Duration
 	// MaxBuffered caps the client packets buffered per session; more are
 	// dropped and counted. Zero means 4096.
 	MaxBuffered int
+	// MaxMemory caps the bytes of client packets the table buffers; while
+	// it is exceeded, new sessions are shed (and counted) rather than the
+	// process growing. Zero means no cap.
+	MaxMemory int64
 
 	// Logger receives session-level events (not per packet). Nil discards.
 	Logger *slog.Logger
@@ -60,7 +80,9 @@ func (c *Config) withDefaults() Config {
 	def(&d.HandshakeTimeout, 3*time.Second)
 	def(&d.RTO, time.Second)
 	def(&d.HoldTimeout, 3*time.Second)
+	def(&d.GapTimeout, 5*time.Second)
 	def(&d.IdleTimeout, 600*time.Second)
+	def(&d.KeepaliveTimeout, 1800*time.Second)
 	def(&d.Linger, 2*time.Second)
 	if d.MaxBuffered <= 0 {
 		d.MaxBuffered = 4096

@@ -27,41 +27,68 @@ func (s state) String() string {
 	return "invalid"
 }
 
-// segment is a buffered client packet, owned by its session.
-type segment struct {
-	data   []byte
-	seq    capture.Seq
-	end    capture.Seq // seq + payload (+1 for FIN)
-	ack    capture.Seq // the captured ACK: online server bytes the client had seen
-	flags  uint8
-	sentAt time.Time // zero until sent
+// pendingSeg is a captured client packet not sent yet, in the client's
+// sequence space.
+type pendingSeg struct {
+	data  []byte
+	seq   capture.Seq
+	end   capture.Seq // seq + payload (+1 for FIN)
+	ack   capture.Seq // the captured ACK: online server bytes the client had seen
+	flags uint8
+	n     int // payload length
 }
 
-func (g *segment) isData() bool { return g.end != g.seq }
+func (g *pendingSeg) isData() bool { return g.n > 0 }
+
+// sentSeg is a segment sent and not yet acknowledged, in the target's
+// sequence space. Its ACK, timestamps and checksums are redone at each
+// transmission.
+type sentSeg struct {
+	data     []byte
+	seq, end capture.Seq
+	sentAt   time.Time
+}
 
 // sess is one emulated client connection toward the target.
+//
+// Two sequence spaces meet here. The client's (captured packets) and the
+// target's (what the target acknowledges) differ by delta: bytes a protocol
+// module added or removed, and the ISN chosen for a resumed connection.
+// Invariant once established: sndNxt == cliNxt + delta.
 type sess struct {
 	t              *Table
 	client, target capture.Endpoint
 	st             state
+	conn           Conn // protocol module state, or nil
+	forged         bool // our own SYN (mid-stream or resumed): window not scaled
 	created        time.Time
-	lastActive     time.Time
+	lastActive     time.Time // any packet either way
+	lastData       time.Time // payload either way
 	lastSend       time.Time
 	rto            time.Duration
 
-	// Client side, in the client's sequence space (copied unchanged).
-	isn                capture.Seq
-	syn                []byte // the copied SYN, for retransmission
+	// Handshake.
+	clientISN          capture.Seq // the captured SYN's sequence number
+	syn                []byte      // the SYN sent (copied or forged), for retransmission
 	synSentAt          time.Time
-	clientWS, clientTS bool // options the client's SYN offered
+	inject             []byte // bytes a resumed session sends first
+	clientWS, clientTS bool   // options the captured SYN offered
 	clientWin          uint16
 	clientTSval        uint32
-	segs               []segment // ordered by seq; acknowledged ones removed
-	sndUna, sndNxt     capture.Seq
-	finSent            bool
+	mss                int
+
+	// Client side.
+	pending  []pendingSeg // sorted by seq
+	cliNxt   capture.Seq  // next client byte to send (client space)
+	delta    capture.Seq  // target space minus client space
+	inflight []sentSeg    // sent, not acknowledged (target space)
+	sndUna   capture.Seq
+	sndNxt   capture.Seq
+	finSent  bool
+	gapSince time.Time
 
 	// The online server's sequence space as the client's ACKs show it.
-	onlineBase   capture.Seq // online ISN+1
+	onlineBase   capture.Seq // online ISN+1 (or the first ACK seen)
 	onlineBaseOK bool
 	lastReqAck   capture.Seq // captured ACK of the last request sent
 	hsRTT        time.Duration
@@ -71,36 +98,48 @@ type sess struct {
 	respAtReq uint32 // target bytes received when the last request was sent
 
 	// Target side.
-	targetISN capture.Seq
-	rcvNxt    capture.Seq
-	sndWnd    uint32
-	wscale    uint8
-	tsOK      bool
-	tsRecent  uint32
-	tsSent    uint32 // highest TSval sent to the target
-	lastResp  time.Time
-	dupAcks   int
-	finRcvd   bool
-	closedAt  time.Time
+	targetISN      capture.Seq
+	rcvNxt         capture.Seq
+	sndWnd         uint32
+	wscale         uint8
+	tsOK           bool
+	tsRecent       uint32
+	tsSent         uint32 // highest TSval sent to the target
+	lastResp       time.Time
+	dupAcks        int
+	finRcvd        bool
+	closedAt       time.Time
+	closedByTarget bool // the target reset it; later client data resumes it
 }
 
 // established learns the target's side of the handshake from its SYN-ACK.
-func (s *sess) established(p *capture.Packet) {
+func (s *sess) established(p *capture.Packet, synSeq capture.Seq) {
 	s.st = stateEstablished
 	s.targetISN = p.Seq()
 	s.rcvNxt = s.targetISN.Add(1)
-	s.sndUna = s.isn.Add(1)
+	s.sndUna = synSeq.Add(1)
 	s.sndNxt = s.sndUna
 	s.sndWnd = uint32(p.Window()) // never scaled in a SYN (RFC 7323 2.2)
-	if ws, ok := p.WindowScale(); ok && s.clientWS {
+	s.wscale = 0
+	if ws, ok := p.WindowScale(); ok && s.clientWS && !s.forged {
 		s.wscale = min(ws, 14)
 	}
+	s.tsOK = false
 	if val, _, ok := p.Timestamps(); ok && s.clientTS {
 		s.tsOK, s.tsRecent = true, val
 	}
+	if m, ok := p.MSS(); ok && int(m) < s.mss {
+		s.mss = int(m)
+	}
 	s.rto = s.t.cfg.RTO
 	s.lastResp = s.t.now
+	s.respAtReq = 0
+	s.dupAcks = 0
+	s.finSent, s.finRcvd = false, false
 }
+
+// respBytes is how many bytes the target has sent on this connection.
+func (s *sess) respBytes() uint32 { return uint32(s.rcvNxt - s.targetISN.Add(1)) }
 
 // tsval returns the TSval to send for a packet captured with val: never
 // below one already sent, since a held request goes out after ACKs made
@@ -113,9 +152,6 @@ func (s *sess) tsval(val uint32) uint32 {
 	return s.tsSent
 }
 
-// respBytes is how many bytes the target has sent on this connection.
-func (s *sess) respBytes() uint32 { return uint32(s.rcvNxt - s.targetISN.Add(1)) }
-
 // onAck takes the target's acknowledgment and window.
 func (s *sess) onAck(p *capture.Packet) {
 	a := p.Ack()
@@ -125,60 +161,50 @@ func (s *sess) onAck(p *capture.Packet) {
 		s.dupAcks = 0
 		s.rto = s.t.cfg.RTO
 		i := 0
-		for i < len(s.segs) && s.segs[i].end.LessThanEq(a) && !s.segs[i].sentAt.IsZero() {
+		for i < len(s.inflight) && s.inflight[i].end.LessThanEq(a) {
+			s.t.release(s.inflight[i].data)
 			i++
 		}
-		s.segs = s.segs[i:]
+		s.inflight = s.inflight[:copy(s.inflight, s.inflight[i:])]
 	case a == s.sndUna && s.sndUna != s.sndNxt && p.SeqLen() == 0 &&
 		uint32(p.Window())<<s.wscale == s.sndWnd:
 		// A duplicate ACK (RFC 5681 section 2); three mean a lost segment.
 		s.dupAcks++
-		if s.dupAcks == 3 {
-			if seg := s.firstUnacked(); seg != nil {
-				s.t.retransmitSeg(s, seg)
-			}
+		if s.dupAcks == 3 && len(s.inflight) > 0 {
+			s.t.retransmit(s, &s.inflight[0])
 		}
 	}
 	s.sndWnd = uint32(p.Window()) << s.wscale
 }
 
-func (s *sess) firstUnacked() *segment {
-	for i := range s.segs {
-		g := &s.segs[i]
-		if !g.sentAt.IsZero() && s.sndUna.LessThan(g.end) {
-			return g
-		}
-	}
-	return nil
-}
-
 // insert buffers a client packet in sequence order. It reports false for
 // duplicates and overflow, which it counts.
 func (s *sess) insert(p *capture.Packet) bool {
-	g := segment{seq: p.Seq(), end: p.EndSeq(), ack: p.Ack(), flags: p.Flags()}
+	g := pendingSeg{seq: p.Seq(), end: p.EndSeq(), ack: p.Ack(), flags: p.Flags(), n: p.PayloadLen()}
 	if g.flags&capture.FlagRST != 0 {
 		g.end = g.seq // an RST occupies no sequence space
-	}
-	if g.end.LessThanEq(s.sndUna) && g.isData() {
-		s.t.c.duplicates.Add(1)
+	} else if g.end.LessThanEq(s.cliNxt) {
+		s.t.c.duplicates.Add(1) // everything in it was sent already
 		return false
 	}
-	i := len(s.segs)
-	for i > 0 && g.seq.LessThan(s.segs[i-1].seq) {
+	i := len(s.pending)
+	for i > 0 && g.seq.LessThan(s.pending[i-1].seq) {
 		i--
 	}
-	if i > 0 && s.segs[i-1].seq == g.seq && s.segs[i-1].end == g.end && s.segs[i-1].flags == g.flags {
-		s.t.c.duplicates.Add(1)
-		return false
+	if i > 0 {
+		if prev := &s.pending[i-1]; prev.seq == g.seq && !prev.end.LessThan(g.end) && prev.flags&capture.FlagRST == g.flags&capture.FlagRST {
+			s.t.c.duplicates.Add(1)
+			return false
+		}
 	}
-	if len(s.segs) >= s.t.cfg.MaxBuffered {
+	if len(s.pending) >= s.t.cfg.MaxBuffered {
 		s.t.c.bufferFull.Add(1)
 		return false
 	}
-	g.data = append([]byte(nil), p.Data...)
-	s.segs = append(s.segs, segment{})
-	copy(s.segs[i+1:], s.segs[i:])
-	s.segs[i] = g
+	g.data = s.t.keep(p.Data)
+	s.pending = append(s.pending, pendingSeg{})
+	copy(s.pending[i+1:], s.pending[i:])
+	s.pending[i] = g
 	return true
 }
 
@@ -186,7 +212,7 @@ func (s *sess) insert(p *capture.Packet) bool {
 // the target has ACKed what we sent and its response is complete, judged by
 // how much the online server had sent when the client asked again, or by a
 // quiet spell, or by the hold timeout.
-func (s *sess) releasable(g *segment) bool {
+func (s *sess) releasable(g *pendingSeg) bool {
 	cfg := &s.t.cfg
 	if cfg.NoWait || !s.lastReqAck.LessThan(g.ack) {
 		return true // not a new request: the client saw nothing new
@@ -209,46 +235,4 @@ func (s *sess) releasable(g *segment) bool {
 	return got > s.respAtReq && now.Sub(s.lastResp) >= quiet
 }
 
-// pump sends buffered segments in order as far as pacing and the target's
-// window allow.
-func (t *Table) pump(s *sess) {
-	if s.st != stateEstablished {
-		return
-	}
-	for i := range s.segs {
-		g := &s.segs[i]
-		if !g.sentAt.IsZero() {
-			continue
-		}
-		if s.sndNxt.LessThan(g.seq) {
-			return // a gap: wait for the missing packet
-		}
-		if g.isData() && !s.releasable(g) {
-			if s.holdSince.IsZero() {
-				s.holdSince = t.now
-				t.c.held.Add(1)
-			}
-			return
-		}
-		if g.isData() && uint32(g.end-s.sndUna) > s.sndWnd && s.sndUna != s.sndNxt {
-			return // beyond the target's window; an ACK will reopen it
-		}
-		t.sendSeg(s, g)
-		if g.isData() {
-			s.holdSince = time.Time{}
-			if s.lastReqAck.LessThan(g.ack) {
-				s.lastReqAck = g.ack
-				s.respAtReq = s.respBytes()
-			}
-		}
-		s.sndNxt = s.sndNxt.Max(g.end)
-		if g.flags&capture.FlagFIN != 0 {
-			s.finSent = true
-		}
-		if g.flags&capture.FlagRST != 0 {
-			t.c.finished.Add(1)
-			t.close(s)
-			return
-		}
-	}
-}
+func (s *sess) inflightBytes() uint32 { return uint32(s.sndNxt - s.sndUna) }

@@ -3,10 +3,13 @@ package session
 import "sync/atomic"
 
 // Stats counts what a Table did. Every client packet handed to the table
-// is either sent (possibly later) or counted under a drop reason.
+// is either sent (possibly later, possibly merged) or counted under a drop
+// reason.
 type Stats struct {
-	Started  uint64 // sessions opened (SYN copied)
-	Active   uint64 // sessions open now
+	Started  uint64 // sessions opened (SYN copied or forged)
+	Forged   uint64 // of those, captured mid-stream with a forged handshake
+	Resumed  uint64 // reconnections after the target closed with data left
+	Active   uint64 // sessions in the table now, lingering ones included
 	Finished uint64 // sessions closed in order (FIN or RST exchanged)
 
 	ClientPackets uint64 // client packets handed in
@@ -16,35 +19,70 @@ type Stats struct {
 	Held          uint64 // requests held until the previous response ended
 
 	// Drop reasons.
-	NoSession         uint64 // non-SYN client packet for no known session
-	Duplicates        uint64 // client retransmissions of bytes already buffered
+	NoSession         uint64 // client packet for no session, not copyable mid-stream
+	Duplicates        uint64 // client retransmissions of bytes already sent or buffered
 	AbsorbedACKs      uint64 // captured pure ACKs (the table makes its own)
 	BufferFull        uint64 // client packets over MaxBuffered
+	Shed              uint64 // new sessions refused over MaxMemory
 	HandshakeTimeouts uint64 // sessions the target never answered
-	TargetResets      uint64 // sessions the target reset
-	IdleTimeouts      uint64 // sessions freed for idleness
+	GapTimeouts       uint64 // sessions reset after a captured packet never came
+	TargetResets      uint64 // sessions the target reset with nothing left to send
+	LostOnReset       uint64 // sent bytes the target never acknowledged before resetting
+	IdleTimeouts      uint64 // sessions freed for idleness (or keepalive-only)
 	UnknownResponses  uint64 // responses for no known session
 	Retired           uint64 // sessions replaced by a new SYN on the same port
+	SkippedByProtocol uint64 // sessions the protocol module could not copy
 	EmitErrors        uint64 // batches the Emitter refused
 }
 
 type counters struct {
-	started, active, finished                           atomic.Uint64
-	clientPackets, sent, retransmitted, responses, held atomic.Uint64
-	noSession, duplicates, absorbedACKs, bufferFull     atomic.Uint64
-	handshakeTimeouts, targetResets, idleTimeouts       atomic.Uint64
-	unknownResponses, retired, emitErrors               atomic.Uint64
+	started, forged, resumed, active, finished                   atomic.Uint64
+	clientPackets, sent, retransmitted, responses, held          atomic.Uint64
+	noSession, duplicates, absorbedACKs, bufferFull, shed        atomic.Uint64
+	handshakeTimeouts, gapTimeouts, targetResets, lostOnReset    atomic.Uint64
+	idleTimeouts, unknownResponses, retired, skipped, emitErrors atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
 	return Stats{
-		Started: c.started.Load(), Active: c.active.Load(), Finished: c.finished.Load(),
+		Started: c.started.Load(), Forged: c.forged.Load(), Resumed: c.resumed.Load(),
+		Active: c.active.Load(), Finished: c.finished.Load(),
 		ClientPackets: c.clientPackets.Load(), Sent: c.sent.Load(),
 		Retransmitted: c.retransmitted.Load(), Responses: c.responses.Load(), Held: c.held.Load(),
 		NoSession: c.noSession.Load(), Duplicates: c.duplicates.Load(),
-		AbsorbedACKs: c.absorbedACKs.Load(), BufferFull: c.bufferFull.Load(),
-		HandshakeTimeouts: c.handshakeTimeouts.Load(), TargetResets: c.targetResets.Load(),
+		AbsorbedACKs: c.absorbedACKs.Load(), BufferFull: c.bufferFull.Load(), Shed: c.shed.Load(),
+		HandshakeTimeouts: c.handshakeTimeouts.Load(), GapTimeouts: c.gapTimeouts.Load(),
+		TargetResets: c.targetResets.Load(), LostOnReset: c.lostOnReset.Load(),
 		IdleTimeouts: c.idleTimeouts.Load(), UnknownResponses: c.unknownResponses.Load(),
-		Retired: c.retired.Load(), EmitErrors: c.emitErrors.Load(),
+		Retired: c.retired.Load(), SkippedByProtocol: c.skipped.Load(), EmitErrors: c.emitErrors.Load(),
 	}
+}
+
+// Add returns the field-wise sum of s and o (for totals over shards).
+func (s Stats) Add(o Stats) Stats {
+	s.Started += o.Started
+	s.Forged += o.Forged
+	s.Resumed += o.Resumed
+	s.Active += o.Active
+	s.Finished += o.Finished
+	s.ClientPackets += o.ClientPackets
+	s.Sent += o.Sent
+	s.Retransmitted += o.Retransmitted
+	s.Responses += o.Responses
+	s.Held += o.Held
+	s.NoSession += o.NoSession
+	s.Duplicates += o.Duplicates
+	s.AbsorbedACKs += o.AbsorbedACKs
+	s.BufferFull += o.BufferFull
+	s.Shed += o.Shed
+	s.HandshakeTimeouts += o.HandshakeTimeouts
+	s.GapTimeouts += o.GapTimeouts
+	s.TargetResets += o.TargetResets
+	s.LostOnReset += o.LostOnReset
+	s.IdleTimeouts += o.IdleTimeouts
+	s.UnknownResponses += o.UnknownResponses
+	s.Retired += o.Retired
+	s.SkippedByProtocol += o.SkippedByProtocol
+	s.EmitErrors += o.EmitErrors
+	return s
 }

@@ -8,7 +8,8 @@ import (
 
 // Table is the session table: one emulated TCP client per copied
 // connection, keyed by the client endpoint as the target sees it. It is not
-// safe for concurrent use; the copier drives each Table from one goroutine.
+// safe for concurrent use (the copier drives each Table from one
+// goroutine), except Stats, which any goroutine may call.
 //
 // Packets the calls produce are queued and sent by the next Tick, so that
 // one Emit carries a whole batch.
@@ -18,11 +19,14 @@ type Table struct {
 	now      time.Time
 	lastScan time.Time
 	c        counters
+	memory   int64    // bytes of buffers holding client packets
+	spare    [][]byte // recycled buffers of bufSize
 
-	arena []byte // datagrams queued for the next Emit, back to back
-	ends  []int  // end offset of each queued datagram in arena
-	batch [][]byte
-	opts  []byte // scratch for options of made packets
+	arena   []byte // datagrams queued for the next Emit, back to back
+	ends    []int  // end offset of each queued datagram in arena
+	batch   [][]byte
+	opts    []byte // scratch for options of made packets
+	scratch []byte // scratch for protocol module output
 }
 
 // scanEvery is how often Tick walks all sessions for timers.
@@ -40,8 +44,7 @@ func New(cfg *Config) *Table {
 	}
 }
 
-// Stats returns a snapshot of the counters; it is safe to call from any
-// goroutine.
+// Stats returns a snapshot of the counters.
 func (t *Table) Stats() Stats { return t.c.snapshot() }
 
 // Len is the number of sessions in the table, lingering ones included.
@@ -51,6 +54,10 @@ func (t *Table) advance(ts time.Time) {
 	if ts.After(t.now) {
 		t.now = ts
 	}
+}
+
+func (t *Table) shedding() bool {
+	return t.cfg.MaxMemory > 0 && t.memory >= t.cfg.MaxMemory
 }
 
 // HandleClient takes a captured client packet whose destination is already
@@ -69,7 +76,7 @@ func (t *Table) HandleClient(p *capture.Packet) {
 			return
 		}
 		if s != nil {
-			if s.isn == p.Seq() && s.st != stateClosed {
+			if s.clientISN == p.Seq() && s.st != stateClosed {
 				t.c.duplicates.Add(1) // the client retransmitted its SYN
 				return
 			}
@@ -77,16 +84,27 @@ func (t *Table) HandleClient(p *capture.Packet) {
 			// port reuse), whatever state it was in.
 			t.c.retired.Add(1)
 			if s.st != stateClosed {
-				t.sendRST(s)
+				t.makeRST(s)
 			}
 			t.free(s)
+		}
+		if t.shedding() {
+			t.c.shed.Add(1)
+			return
 		}
 		t.open(p)
 		return
 	}
 	if s == nil {
-		t.c.noSession.Add(1)
-		return
+		if t.cfg.OnlyFull || p.PayloadLen() == 0 || flags&capture.FlagRST != 0 {
+			t.c.noSession.Add(1)
+			return
+		}
+		if t.shedding() {
+			t.c.shed.Add(1)
+			return
+		}
+		s = t.forge(p)
 	}
 	s.lastActive = t.now
 	s.clientWin = p.Window()
@@ -100,50 +118,144 @@ func (t *Table) HandleClient(p *capture.Packet) {
 		s.lastReqAck = s.onlineBase
 		s.hsRTT = t.now.Sub(s.created)
 	}
-	if s.st == stateClosed {
-		t.c.duplicates.Add(1)
-		return
-	}
 	if p.PayloadLen() == 0 && flags&(capture.FlagFIN|capture.FlagRST) == 0 {
 		// The table ACKs the target's data itself; the client's ACKs are
 		// about the online server's bytes.
 		t.c.absorbedACKs.Add(1)
 		return
 	}
+	if s.st == stateClosed {
+		if !s.closedByTarget || p.PayloadLen() == 0 || p.EndSeq().LessThanEq(s.cliNxt) {
+			t.c.duplicates.Add(1)
+			return
+		}
+		t.resume(s, p.Ack())
+	}
+	s.lastData = t.now
 	if !s.insert(p) {
 		return
 	}
 	t.pump(s)
 }
 
-func (t *Table) open(p *capture.Packet) {
+func (t *Table) newSession(client, target capture.Endpoint) *sess {
 	s := &sess{
-		t:          t,
-		client:     p.SrcEndpoint(),
-		target:     p.DstEndpoint(),
-		isn:        p.Seq(),
-		created:    t.now,
-		lastActive: t.now,
-		rto:        t.cfg.RTO,
-		syn:        append([]byte(nil), p.Data...),
-		clientWin:  p.Window(),
+		t: t, client: client, target: target,
+		created: t.now, lastActive: t.now, lastData: t.now,
+		rto: t.cfg.RTO, mss: int(t.cfg.MSS),
 	}
-	_, s.clientWS = p.WindowScale()
-	s.clientTSval, _, s.clientTS = p.Timestamps()
-	s.sndUna, s.sndNxt = s.isn, s.isn.Add(1)
-	var syn capture.Packet
-	if syn.Decode(s.syn) == nil {
-		syn.ComputeChecksums() // see sendSeg
+	if s.mss == 0 {
+		s.mss = 1460
+		if !client.Addr().Is4() {
+			s.mss = 1440
+		}
 	}
-	t.sessions[s.client] = s
+	t.sessions[client] = s
 	t.c.started.Add(1)
 	t.c.active.Add(1)
 	if t.cfg.OnOpen != nil {
-		t.cfg.OnOpen(s.client, s.target)
+		t.cfg.OnOpen(client, target)
 	}
+	return s
+}
+
+// open starts a session from a captured SYN, which is copied as it is.
+func (t *Table) open(p *capture.Packet) {
+	s := t.newSession(p.SrcEndpoint(), p.DstEndpoint())
+	s.clientISN = p.Seq()
+	s.clientWin = p.Window()
+	_, s.clientWS = p.WindowScale()
+	s.clientTSval, _, s.clientTS = p.Timestamps()
+	if m, ok := p.MSS(); ok && int(m) < s.mss {
+		s.mss = int(m)
+	}
+	s.cliNxt = s.clientISN.Add(1)
+	if t.cfg.Protocol != nil {
+		s.conn = t.cfg.Protocol.Open(s.client, s.target, false)
+	}
+	s.syn = append(s.syn[:0], p.Data...)
+	var syn capture.Packet
+	if syn.Decode(s.syn) == nil {
+		syn.ComputeChecksums() // see transmit
+	}
+	t.sendSYN(s)
+}
+
+// forge starts a session captured mid-stream (DESIGN 4): a SYN of our own
+// one below the first byte seen (lowered further by what a protocol module
+// injects), then the captured bytes.
+func (t *Table) forge(p *capture.Packet) *sess {
+	s := t.newSession(p.SrcEndpoint(), p.DstEndpoint())
+	t.c.forged.Add(1)
+	s.forged = true
+	s.clientTSval, _, s.clientTS = p.Timestamps()
+	s.cliNxt = p.Seq()
+	s.onlineBase, s.onlineBaseOK = p.Ack(), true
+	s.lastReqAck = s.onlineBase
+	s.clientISN = p.Seq().Add(^uint32(0)) // no captured SYN; one below the data
+	t.reopen(s, s.clientISN, true)
+	return s
+}
+
+// resume re-opens a session the target closed while the client still had
+// data to send: a new connection on the same ports whose ISN lies beyond
+// everything sent on the old one (a target in TIME-WAIT accepts such a SYN,
+// RFC 9293 section 3.6.1), then the data.
+//
+// base is the captured ACK of the first client data to go on it: the
+// response stream starts afresh there.
+func (t *Table) resume(s *sess, base capture.Seq) {
+	t.c.resumed.Add(1)
+	t.dropInflight(s)
+	s.forged = true
+	s.onlineBase, s.lastReqAck = base, base
+	t.reopen(s, s.sndNxt.Add(1<<16), false)
+}
+
+// reopen sends a SYN of our own with sequence number isn, after asking a
+// protocol module for bytes to inject before the client's. lower moves the
+// SYN down by the injected length, so client bytes keep their sequence
+// numbers (mid-stream); otherwise they shift up.
+func (t *Table) reopen(s *sess, isn capture.Seq, lower bool) {
+	if t.cfg.Protocol != nil {
+		s.conn = t.cfg.Protocol.Open(s.client, s.target, true)
+		s.inject = s.conn.Inject(s.inject[:0])
+	}
+	if lower {
+		isn = isn.Add(-uint32(len(s.inject)))
+	}
+	// Target seq of client byte cliNxt = isn + 1 + len(inject).
+	s.delta = isn.Add(1+uint32(len(s.inject))) - s.cliNxt
+	t.opts = capture.AppendMSS(t.opts[:0], uint16(s.mss))
+	if s.clientTS {
+		t.opts = capture.AppendTimestamps(t.opts, s.tsval(s.clientTSval), 0)
+	}
+	var err error
+	s.syn, err = capture.AppendSegment(s.syn[:0], &capture.Segment{
+		Src: s.client.AddrPort(), Dst: s.target.AddrPort(),
+		Seq: isn, Flags: capture.FlagSYN, Window: 65535, Options: t.opts,
+	})
+	if err != nil {
+		panic("session: forging a SYN between endpoints of one family failed: " + err.Error())
+	}
+	s.closedByTarget = false
+	t.sendSYN(s)
+}
+
+func (t *Table) sendSYN(s *sess) {
 	s.st = stateSynSent
 	s.synSentAt, s.lastSend = t.now, t.now
+	s.rto = t.cfg.RTO
 	t.queue(s.syn)
+}
+
+// synSeq is the sequence number of the SYN sent.
+func (s *sess) synSeq() capture.Seq {
+	var p capture.Packet
+	if p.Decode(s.syn) != nil {
+		return 0
+	}
+	return p.Seq()
 }
 
 // HandleResponse takes a target response reported by intercept.
@@ -158,18 +270,21 @@ func (t *Table) HandleResponse(p *capture.Packet) {
 	s.lastActive = t.now
 	flags := p.Flags()
 	if flags&capture.FlagRST != 0 {
-		if s.st != stateClosed {
-			t.c.targetResets.Add(1)
-			t.close(s)
-		}
+		t.onReset(s)
 		return
 	}
 	if flags&capture.FlagSYN != 0 {
-		if s.st == stateSynSent && flags&capture.FlagACK != 0 && p.Ack() == s.isn.Add(1) {
-			s.established(p)
+		synSeq := s.synSeq()
+		switch {
+		case s.st == stateSynSent && flags&capture.FlagACK != 0 && p.Ack() == synSeq.Add(1):
+			s.established(p, synSeq)
 			t.makeACK(s)
+			if len(s.inject) > 0 {
+				t.sendGenerated(s, s.inject, false)
+				s.inject = s.inject[:0]
+			}
 			t.pump(s)
-		} else if s.st == stateEstablished {
+		case s.st == stateEstablished:
 			t.makeACK(s) // a retransmitted SYN-ACK: our ACK was lost
 		}
 		return
@@ -187,8 +302,15 @@ func (t *Table) HandleResponse(p *capture.Packet) {
 		if end := p.EndSeq(); s.rcvNxt.LessThan(end) {
 			// Jumping over a hole is fine: the copier never needs the
 			// target's bytes, only where they end.
+			inOrder := p.Seq() == s.rcvNxt
 			s.rcvNxt = end
-			s.lastResp = t.now
+			s.lastResp, s.lastData = t.now, t.now
+			if s.conn != nil && p.PayloadLen() > 0 && inOrder {
+				t.scratch = s.conn.Response(t.scratch[:0], p.Payload(), p.PayloadLen())
+				if len(t.scratch) > 0 {
+					t.sendGenerated(s, t.scratch, true)
+				}
+			}
 		}
 		if flags&capture.FlagFIN != 0 {
 			s.finRcvd = true
@@ -201,6 +323,41 @@ func (t *Table) HandleResponse(p *capture.Packet) {
 		return
 	}
 	t.pump(s)
+}
+
+// onReset handles the target's RST: resume at once if client data waits,
+// else close and resume if the client sends more.
+func (t *Table) onReset(s *sess) {
+	if s.st == stateClosed {
+		return
+	}
+	if s.st == stateSynSent {
+		// The target refused the connection: nothing listens.
+		t.c.targetResets.Add(1)
+		t.close(s)
+		return
+	}
+	for i := range s.pending {
+		if s.pending[i].isData() {
+			t.resume(s, s.pending[i].ack)
+			return
+		}
+	}
+	t.c.targetResets.Add(1)
+	t.dropInflight(s)
+	t.close(s)
+	s.closedByTarget = true
+}
+
+// dropInflight forgets segments the target will never acknowledge.
+func (t *Table) dropInflight(s *sess) {
+	if s.st == stateEstablished {
+		t.c.lostOnReset.Add(uint64(s.inflightBytes()))
+	}
+	for i := range s.inflight {
+		t.release(s.inflight[i].data)
+	}
+	s.inflight = s.inflight[:0]
 }
 
 // Tick runs the timers as of now and sends what the calls since the last
@@ -223,24 +380,31 @@ func (t *Table) timers(s *sess) {
 		switch {
 		case now.Sub(s.synSentAt) >= t.cfg.HandshakeTimeout:
 			t.c.handshakeTimeouts.Add(1)
-			t.sendRST(s)
+			t.makeRST(s)
 			t.free(s)
 		case now.Sub(s.lastSend) >= s.rto:
-			t.retransmit(s, s.syn)
+			t.c.retransmitted.Add(1)
+			s.lastSend = now
 			s.rto *= 2
+			t.queue(s.syn)
 		}
 	case stateEstablished:
-		if now.Sub(s.lastActive) >= t.cfg.IdleTimeout {
+		switch {
+		case now.Sub(s.lastActive) >= t.cfg.IdleTimeout,
+			now.Sub(s.lastData) >= t.cfg.KeepaliveTimeout:
 			t.c.idleTimeouts.Add(1)
-			t.sendRST(s)
+			t.makeRST(s)
+			t.free(s)
+			return
+		case !s.gapSince.IsZero() && now.Sub(s.gapSince) >= t.cfg.GapTimeout:
+			t.c.gapTimeouts.Add(1)
+			t.makeRST(s)
 			t.free(s)
 			return
 		}
-		if s.sndUna != s.sndNxt && now.Sub(s.lastSend) >= s.rto {
-			if seg := s.firstUnacked(); seg != nil {
-				t.retransmitSeg(s, seg)
-				s.rto = min(2*s.rto, 8*time.Second)
-			}
+		if len(s.inflight) > 0 && now.Sub(s.lastSend) >= s.rto {
+			t.retransmit(s, &s.inflight[0])
+			s.rto = min(2*s.rto, 8*time.Second)
 		}
 		if !s.holdSince.IsZero() {
 			t.pump(s)
@@ -255,17 +419,222 @@ func (t *Table) timers(s *sess) {
 func (t *Table) close(s *sess) {
 	s.st = stateClosed
 	s.closedAt = t.now
-	s.segs = nil
+	for i := range s.inflight {
+		t.release(s.inflight[i].data)
+	}
+	s.inflight = s.inflight[:0]
+	if !s.closedByTarget {
+		for i := range s.pending {
+			t.release(s.pending[i].data)
+		}
+		s.pending = s.pending[:0]
+	}
 }
 
 func (t *Table) free(s *sess) {
-	if t.sessions[s.client] == s {
-		delete(t.sessions, s.client)
-		t.c.active.Add(^uint64(0))
-		if t.cfg.OnClose != nil {
-			t.cfg.OnClose(s.client, s.target)
+	if t.sessions[s.client] != s {
+		return
+	}
+	s.closedByTarget = false
+	t.close(s)
+	delete(t.sessions, s.client)
+	t.c.active.Add(^uint64(0))
+	if t.cfg.OnClose != nil {
+		t.cfg.OnClose(s.client, s.target)
+	}
+}
+
+// pump sends pending client segments in order as far as the protocol
+// module, request pacing and the target's window allow.
+func (t *Table) pump(s *sess) {
+	if s.st != stateEstablished {
+		return
+	}
+	if s.conn != nil {
+		if s.conn.Skip() {
+			t.c.skipped.Add(1)
+			t.makeRST(s)
+			t.free(s)
+			return
+		}
+		if !s.conn.Ready() {
+			return
 		}
 	}
+	for len(s.pending) > 0 {
+		g := &s.pending[0]
+		if g.flags&capture.FlagRST == 0 && g.end.LessThanEq(s.cliNxt) {
+			t.c.duplicates.Add(1) // covered by what was sent before
+			t.popPending(s)
+			continue
+		}
+		if s.cliNxt.LessThan(g.seq) {
+			if s.gapSince.IsZero() {
+				s.gapSince = t.now // a captured packet is missing
+			}
+			return
+		}
+		s.gapSince = time.Time{}
+		if g.isData() {
+			if s.finRcvd {
+				// The target closed its side; data would draw an RST.
+				t.makeRST(s)
+				t.resume(s, g.ack)
+				return
+			}
+			if !s.releasable(g) {
+				if s.holdSince.IsZero() {
+					s.holdSince = t.now
+					t.c.held.Add(1)
+				}
+				return
+			}
+			if len(s.inflight) > 0 && s.inflightBytes()+uint32(g.n) > s.sndWnd {
+				return // beyond the target's window; an ACK will reopen it
+			}
+		}
+		rst := g.flags&capture.FlagRST != 0
+		if !t.sendPending(s, g) {
+			t.c.skipped.Add(1)
+			t.makeRST(s)
+			t.free(s)
+			return
+		}
+		t.popPending(s)
+		if rst {
+			t.c.finished.Add(1)
+			t.close(s)
+			return
+		}
+	}
+}
+
+func (t *Table) popPending(s *sess) {
+	t.release(s.pending[0].data)
+	s.pending = s.pending[:copy(s.pending, s.pending[1:])]
+}
+
+// sendPending sends the captured segment g (trimmed of bytes sent before,
+// rewritten by the protocol module, split to the MSS) in the target's
+// sequence space. It reports false when the protocol module found, on
+// seeing the payload, that the session cannot be copied.
+func (t *Table) sendPending(s *sess, g *pendingSeg) bool {
+	var p capture.Packet
+	if p.Decode(g.data) != nil {
+		return true // it decoded when captured
+	}
+	payload := p.Payload()
+	if g.seq.LessThan(s.cliNxt) {
+		payload = payload[min(int(s.cliNxt-g.seq), len(payload)):]
+	}
+	out := payload
+	if s.conn != nil && len(payload) > 0 {
+		t.scratch = s.conn.Client(t.scratch[:0], payload)
+		out = t.scratch
+		if s.conn.Skip() {
+			return false
+		}
+	}
+	tseq := s.cliNxt.Add(uint32(s.delta))
+	if g.flags&capture.FlagRST != 0 {
+		tseq = g.seq.Add(uint32(s.delta))
+	}
+	s.delta = s.delta.Add(uint32(len(out) - len(payload)))
+	s.cliNxt = s.cliNxt.Max(g.end)
+	fin := g.flags & capture.FlagFIN
+	if len(out) == 0 && fin == 0 && g.flags&capture.FlagRST == 0 {
+		return true // the module kept these bytes
+	}
+	for off := 0; ; off += s.mss {
+		piece := out[min(off, len(out)):min(off+s.mss, len(out))]
+		last := off+s.mss >= len(out)
+		flags := g.flags
+		if !last {
+			flags &^= capture.FlagFIN | capture.FlagPSH
+		}
+		seq := tseq.Add(uint32(off))
+		end := seq.Add(uint32(len(piece)))
+		if flags&capture.FlagFIN != 0 {
+			end = end.Add(1)
+		}
+		b := reframe(t.buf(p.IPHeaderLen()+p.DataOffset()+len(piece)), &p, piece, seq, flags)
+		t.sendNew(s, b, seq, end)
+		if last {
+			break
+		}
+	}
+	if g.isData() {
+		s.holdSince = time.Time{}
+		if s.lastReqAck.LessThan(g.ack) {
+			s.lastReqAck = g.ack
+			s.respAtReq = s.respBytes()
+		}
+	}
+	if fin != 0 {
+		s.finSent = true
+	}
+	return true
+}
+
+// sendGenerated sends bytes of the protocol module's own (or a resumed
+// session's injection) at sndNxt. shift says they are extra bytes, so later
+// client bytes move up by their length; injected bytes were accounted for
+// in the ISN instead.
+func (t *Table) sendGenerated(s *sess, data []byte, shift bool) {
+	for off := 0; off < len(data); off += s.mss {
+		piece := data[off:min(off+s.mss, len(data))]
+		seq := s.sndNxt
+		b, err := capture.AppendSegment(t.buf(120+len(piece)), &capture.Segment{
+			Src: s.client.AddrPort(), Dst: s.target.AddrPort(),
+			Seq: seq, Ack: s.rcvNxt, Flags: capture.FlagACK | capture.FlagPSH,
+			Window: s.window(), Options: t.tsOption(s), Payload: piece,
+		})
+		if err != nil {
+			return
+		}
+		t.memory += int64(cap(b))
+		t.sendNew(s, b, seq, seq.Add(uint32(len(piece))))
+	}
+	if shift {
+		s.delta = s.delta.Add(uint32(len(data)))
+	}
+}
+
+func (t *Table) sendNew(s *sess, b []byte, seq, end capture.Seq) {
+	s.inflight = append(s.inflight, sentSeg{data: b, seq: seq, end: end})
+	s.sndNxt = s.sndNxt.Max(end)
+	t.transmit(s, &s.inflight[len(s.inflight)-1])
+}
+
+func (t *Table) retransmit(s *sess, g *sentSeg) {
+	t.c.retransmitted.Add(1)
+	t.transmit(s, g)
+}
+
+// transmit queues a sent segment with its ACK, timestamps and window made
+// for the target now.
+func (t *Table) transmit(s *sess, g *sentSeg) {
+	b := t.queue(g.data)
+	var p capture.Packet
+	if p.Decode(b) != nil {
+		return // it decoded when captured or made
+	}
+	if p.Flags()&capture.FlagACK != 0 {
+		p.SetAck(s.rcvNxt)
+	}
+	if s.forged {
+		p.SetWindow(65535) // the client's scale was never negotiated
+	}
+	if val, _, ok := p.Timestamps(); ok && s.tsOK {
+		p.SetTimestamps(s.tsval(val), s.tsRecent)
+	}
+	// A captured checksum cannot be trusted: packets from a local sender
+	// over veth or lo carry a partial checksum (CHECKSUM_PARTIAL), and GRO
+	// super-frames the first segment's. One full sum per sent packet is
+	// cheap next to the send itself.
+	p.ComputeChecksums()
+	g.sentAt = t.now
+	s.lastSend = t.now
 }
 
 // queue appends a datagram to the next Emit batch.
@@ -290,41 +659,41 @@ func (t *Table) flush() {
 	if err := t.cfg.Emitter.Emit(t.batch); err != nil {
 		t.c.emitErrors.Add(1)
 	}
+	clear(t.batch)
 	t.arena, t.ends = t.arena[:0], t.ends[:0]
 }
 
-func (t *Table) retransmit(s *sess, b []byte) {
-	t.c.retransmitted.Add(1)
-	s.lastSend = t.now
-	t.queue(b)
+func (s *sess) window() uint16 {
+	if s.forged {
+		return 65535
+	}
+	return s.clientWin
 }
 
-func (t *Table) retransmitSeg(s *sess, seg *segment) {
-	t.c.retransmitted.Add(1)
-	t.sendSeg(s, seg)
+func (t *Table) tsOption(s *sess) []byte {
+	t.opts = t.opts[:0]
+	if s.tsOK {
+		t.opts = capture.AppendTimestamps(t.opts, s.tsval(s.clientTSval), s.tsRecent)
+	}
+	return t.opts
 }
 
 // makeACK queues a pure ACK of everything the target sent so far.
-func (t *Table) makeACK(s *sess) {
-	t.makeSegment(s, capture.FlagACK)
-}
+func (t *Table) makeACK(s *sess) { t.makeSegment(s, capture.FlagACK) }
 
-func (t *Table) sendRST(s *sess) {
-	t.makeSegment(s, capture.FlagRST|capture.FlagACK)
-}
+// makeRST queues a reset of the connection toward the target.
+func (t *Table) makeRST(s *sess) { t.makeSegment(s, capture.FlagRST|capture.FlagACK) }
 
 func (t *Table) makeSegment(s *sess, flags uint8) {
-	t.opts = t.opts[:0]
-	if s.tsOK && flags&capture.FlagRST == 0 {
-		t.opts = capture.AppendTimestamps(t.opts, s.tsval(s.clientTSval), s.tsRecent)
-	}
 	seg := capture.Segment{
 		Src: s.client.AddrPort(), Dst: s.target.AddrPort(),
-		Seq: s.sndNxt, Ack: s.rcvNxt, Flags: flags,
-		Window: s.clientWin, Options: t.opts,
+		Seq: s.sndNxt, Ack: s.rcvNxt, Flags: flags, Window: s.window(),
+	}
+	if flags&capture.FlagRST == 0 {
+		seg.Options = t.tsOption(s)
 	}
 	if s.st == stateSynSent {
-		seg.Seq, seg.Ack, seg.Flags = s.isn.Add(1), 0, capture.FlagRST
+		seg.Seq, seg.Ack, seg.Flags = s.synSeq().Add(1), 0, capture.FlagRST
 	}
 	n := len(t.arena)
 	var err error
@@ -334,29 +703,4 @@ func (t *Table) makeSegment(s *sess, flags uint8) {
 	}
 	t.ends = append(t.ends, len(t.arena))
 	t.c.sent.Add(1)
-}
-
-// sendSeg queues a buffered client segment with its ACK (and timestamp
-// echo) rewritten for the target's sequence space.
-func (t *Table) sendSeg(s *sess, seg *segment) {
-	b := t.queue(seg.data)
-	var p capture.Packet
-	if p.Decode(b) != nil {
-		return // it decoded when captured; it cannot fail now
-	}
-	if p.Flags()&capture.FlagACK != 0 {
-		p.SetAck(s.rcvNxt)
-	}
-	if s.tsOK {
-		if val, _, ok := p.Timestamps(); ok {
-			p.SetTimestamps(s.tsval(val), s.tsRecent)
-		}
-	}
-	// A captured checksum cannot be trusted: packets from a local sender
-	// over veth or lo carry a partial checksum (CHECKSUM_PARTIAL), and GRO
-	// super-frames the first segment's. One full sum per sent packet is
-	// cheap next to the send itself.
-	p.ComputeChecksums()
-	seg.sentAt = t.now
-	s.lastSend = t.now
 }

@@ -1,0 +1,325 @@
+package session
+
+import (
+	"bytes"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shadowcopy/tcpcopy/capture"
+)
+
+func TestMidStreamForgedHandshake(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.client(3000, 8000, psh, "GET /x") // the copier started mid-connection
+	out := h.out.take()
+	if len(out) != 1 || out[0].Flags() != syn || out[0].Seq() != 2999 {
+		t.Fatalf("want one forged SYN at 2999, got %v", out)
+	}
+	if m, ok := out[0].MSS(); !ok || m != 1460 {
+		t.Errorf("forged SYN MSS %d %v", m, ok)
+	}
+	h.target(5000, 3000, synack, "")
+	out = h.out.take()
+	if len(out) != 2 {
+		t.Fatalf("want ACK and data, got %d packets", len(out))
+	}
+	if out[1].Seq() != 3000 || out[1].Ack() != 5001 || string(out[1].Payload()) != "GET /x" || out[1].Window() != 65535 {
+		t.Errorf("data seq %d ack %d win %d %q", out[1].Seq(), out[1].Ack(), out[1].Window(), out[1].Payload())
+	}
+	if st := h.tab.Stats(); st.Forged != 1 || st.Started != 1 {
+		t.Errorf("stats %+v", st)
+	}
+	// The next request waits for the answer as usual.
+	h.client(3006, 8100, psh, "GET /y")
+	h.expect()
+	h.target(5001, 3006, psh, strings.Repeat("a", 100))
+	h.expect(capture.Segment{Seq: 3006, Ack: 5101, Flags: ack},
+		capture.Segment{Seq: 3006, Ack: 5101, Flags: psh, Payload: []byte("GET /y")})
+}
+
+func TestGapTimeoutResets(t *testing.T) {
+	h := newHarness(t, Config{NoWait: true, GapTimeout: time.Second})
+	h.handshake()
+	h.client(1010, 7001, psh, "late") // 1001..1010 never captured
+	h.expect()
+	h.wait(500 * time.Millisecond)
+	h.expect()
+	h.wait(600 * time.Millisecond)
+	h.expect(capture.Segment{Seq: 1001, Ack: 5001, Flags: rst})
+	if st := h.tab.Stats(); st.GapTimeouts != 1 || st.Active != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestPartialOverlapTrimmed(t *testing.T) {
+	h := newHarness(t, Config{NoWait: true})
+	h.handshake()
+	h.client(1001, 7001, psh, "abc")
+	h.out.take()
+	h.client(1001, 7001, psh, "abcdef") // retransmitted and extended
+	h.expect(capture.Segment{Seq: 1004, Ack: 5001, Flags: psh, Payload: []byte("def")})
+}
+
+func TestLargeSegmentSplitToMSS(t *testing.T) {
+	h := newHarness(t, Config{NoWait: true})
+	h.handshake()
+	big := strings.Repeat("0123456789", 350) // 3500 bytes: a GRO super-frame
+	h.client(1001, 7001, psh, big)
+	out := h.out.take()
+	if len(out) != 3 {
+		t.Fatalf("split into %d segments, want 3", len(out))
+	}
+	var got []byte
+	seq := capture.Seq(1001)
+	for i, p := range out {
+		if p.Seq() != seq || !p.ChecksumsValid() || p.PayloadLen() > 1460 {
+			t.Errorf("segment %d: seq %d len %d", i, p.Seq(), p.PayloadLen())
+		}
+		if psh := p.Flags()&capture.FlagPSH != 0; psh != (i == 2) {
+			t.Errorf("segment %d: PSH %v", i, psh)
+		}
+		seq = seq.Add(uint32(p.PayloadLen()))
+		got = append(got, p.Payload()...)
+	}
+	if string(got) != big {
+		t.Error("payload changed by splitting")
+	}
+}
+
+func TestTargetResetResumesWithData(t *testing.T) {
+	h := newHarness(t, Config{ResponseQuiet: time.Millisecond})
+	h.handshake()
+	h.client(1001, 7001, psh, "req1")
+	h.out.take()
+	h.target(5001, 1005, psh, "resp")
+	h.out.take()
+	h.target(5005, 1005, rst, "") // the target resets; nothing pending
+	if st := h.tab.Stats(); st.TargetResets != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	// The client asks again on the same connection: a new connection.
+	h.client(1005, 7005, psh, "req2")
+	out := h.out.take()
+	if len(out) != 1 || out[0].Flags() != syn {
+		t.Fatalf("want a new SYN, got %v", out)
+	}
+	isn := out[0].Seq()
+	if !capture.Seq(1005).LessThan(isn) {
+		t.Errorf("resumed ISN %d not beyond the old connection", isn)
+	}
+	h.target(9000, uint32(isn)+1, synack, "")
+	h.expect(capture.Segment{Seq: isn.Add(1), Ack: 9001, Flags: ack},
+		capture.Segment{Seq: isn.Add(1), Ack: 9001, Flags: psh, Payload: []byte("req2")})
+	// Later client bytes keep the shift.
+	h.target(9001, uint32(isn)+5, psh, "resp")
+	h.out.take()
+	h.client(1009, 7005, fin, "")
+	h.expect(capture.Segment{Seq: isn.Add(5), Ack: 9005, Flags: fin})
+	if st := h.tab.Stats(); st.Resumed != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestTargetFINWithDataPendingResumes(t *testing.T) {
+	h := newHarness(t, Config{ResponseQuiet: time.Millisecond})
+	h.handshake()
+	h.client(1001, 7001, psh, "req1")
+	h.out.take()
+	h.target(5001, 1005, psh|capture.FlagFIN, "bye") // answer and close
+	h.expect(capture.Segment{Seq: 1005, Ack: 5005, Flags: ack})
+	h.wait(10 * time.Millisecond)
+	h.client(1005, 7004, psh, "req2") // the online server kept it open
+	out := h.out.take()
+	if len(out) != 2 || out[0].Flags() != rst || out[1].Flags() != syn {
+		t.Fatalf("want RST then SYN, got %v", out)
+	}
+}
+
+// greeter is a toy protocol module: the target speaks first ("HELLO"),
+// client "pw=" lines are rewritten with a longer secret, a target "AUTH?"
+// is answered by the module itself, and resumed sessions inject "LOGIN\n".
+type greeter struct{ opened []bool }
+
+type greeterConn struct {
+	greeted bool
+	skip    bool
+}
+
+func (g *greeter) Open(_, _ capture.Endpoint, resumed bool) Conn {
+	g.opened = append(g.opened, resumed)
+	return &greeterConn{}
+}
+
+func (c *greeterConn) Inject(dst []byte) []byte { return append(dst, "LOGIN\n"...) }
+func (c *greeterConn) Ready() bool              { return c.greeted }
+func (c *greeterConn) Skip() bool               { return c.skip }
+
+func (c *greeterConn) Client(dst, payload []byte) []byte {
+	if bytes.HasPrefix(payload, []byte("pw=")) {
+		return append(dst, "pw=longer-secret\n"...)
+	}
+	if bytes.HasPrefix(payload, []byte("TLS")) {
+		c.skip = true
+	}
+	return append(dst, payload...)
+}
+
+func (c *greeterConn) Response(dst, payload []byte, full int) []byte {
+	if bytes.HasPrefix(payload, []byte("HELLO")) {
+		c.greeted = true
+	}
+	if bytes.HasPrefix(payload, []byte("AUTH?")) {
+		return append(dst, "ok\n"...)
+	}
+	return dst
+}
+
+func TestProtocolModuleShiftsSequence(t *testing.T) {
+	mod := &greeter{}
+	h := newHarness(t, Config{NoWait: true, Protocol: mod})
+	h.handshake()
+	h.client(1001, 7001, psh, "pw=x\n") // 5 bytes become 17
+	h.expect()                          // held until the greeting
+	h.target(5001, 1001, psh, "HELLO")
+	h.expect(capture.Segment{Seq: 1001, Ack: 5006, Flags: ack},
+		capture.Segment{Seq: 1001, Ack: 5006, Flags: psh, Payload: []byte("pw=longer-secret\n")})
+	h.target(5006, 1018, psh, "AUTH?") // the module answers by itself: 3 more
+	h.expect(capture.Segment{Seq: 1018, Ack: 5011, Flags: psh, Payload: []byte("ok\n")},
+		capture.Segment{Seq: 1021, Ack: 5011, Flags: ack})
+	h.client(1006, 7001, psh, "Q1") // client byte 1006 is target byte 1006+12+3
+	h.expect(capture.Segment{Seq: 1021, Ack: 5011, Flags: psh, Payload: []byte("Q1")})
+	h.client(1008, 7001, psh, "TLS")
+	if st := h.tab.Stats(); st.SkippedByProtocol != 1 || st.Active != 0 {
+		t.Errorf("stats %+v", st)
+	}
+	if len(mod.opened) != 1 || mod.opened[0] {
+		t.Errorf("opened %v", mod.opened)
+	}
+}
+
+func TestProtocolModuleInjectsOnMidStream(t *testing.T) {
+	mod := &greeter{}
+	h := newHarness(t, Config{NoWait: true, Protocol: mod})
+	h.client(3000, 8000, psh, "Q1")
+	out := h.out.take()
+	// The SYN is lowered by the 6 injected bytes.
+	if len(out) != 1 || out[0].Seq() != 2999-6 {
+		t.Fatalf("forged SYN %v", out)
+	}
+	h.target(5000, 2994, synack, "")
+	h.expect(capture.Segment{Seq: 2994, Ack: 5001, Flags: ack},
+		capture.Segment{Seq: 2994, Ack: 5001, Flags: psh, Payload: []byte("LOGIN\n")})
+	h.target(5001, 3000, psh, "HELLO")
+	h.expect(capture.Segment{Seq: 3000, Ack: 5006, Flags: ack},
+		capture.Segment{Seq: 3000, Ack: 5006, Flags: psh, Payload: []byte("Q1")})
+	if len(mod.opened) != 1 || !mod.opened[0] {
+		t.Errorf("opened %v", mod.opened)
+	}
+}
+
+func TestMemoryCapShedsNewSessions(t *testing.T) {
+	h := newHarness(t, Config{NoWait: true, MaxMemory: 3 * bufSize})
+	h.client(1000, 0, syn, "")
+	h.client(1001, 7001, psh, "a") // before the SYN-ACK: all buffered
+	h.client(1002, 7001, psh, "b")
+	h.client(1003, 7001, psh, "c")
+	h.out.take()
+	other := netip.MustParseAddrPort("198.18.0.1:40001")
+	var p capture.Packet
+	_ = p.Decode(seg(t, other, targetAP, 1, 0, syn, "", nil))
+	h.tab.HandleClient(&p)
+	if st := h.tab.Stats(); st.Shed != 1 || st.Started != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestKeepaliveOnlySessionsExpire(t *testing.T) {
+	h := newHarness(t, Config{KeepaliveTimeout: 10 * time.Second, IdleTimeout: time.Hour})
+	h.handshake()
+	for range 12 {
+		h.wait(time.Second)
+		h.client(1000, 7001, ack, "") // a keepalive probe (seq one below)
+	}
+	if st := h.tab.Stats(); st.IdleTimeouts != 1 || st.Active != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestSequenceWrapAround(t *testing.T) {
+	h := newHarness(t, Config{NoWait: true})
+	const isn = 0xfffffffa
+	h.client(isn, 0, syn, "")
+	h.target(0xfffffff0, isn+1, synack, "")
+	h.out.take()
+	h.client(isn+1, 7001, psh, "0123456789") // crosses 2^32
+	h.client(uint32(capture.Seq(isn).Add(11)), 7001, psh, "abc")
+	out := h.out.take()
+	if len(out) != 2 || out[1].Seq() != capture.Seq(isn).Add(11) || out[0].Ack() != 0xfffffff1 {
+		t.Fatalf("got %v", out)
+	}
+	h.target(0xfffffff1, uint32(capture.Seq(isn).Add(14)), psh, "0123456789abcdef") // target wraps too
+	h.expect(capture.Segment{Seq: capture.Seq(isn).Add(14), Ack: 1, Flags: ack})
+}
+
+func TestIPv6Session(t *testing.T) {
+	c := netip.MustParseAddrPort("[fd00:198:18::1]:40000")
+	tg := netip.MustParseAddrPort("[fd00:198:18:1::2]:80")
+	out := &sink{}
+	tab := New(&Config{Emitter: out, NoWait: true})
+	send := func(handle func(*capture.Packet), src, dst netip.AddrPort, seq, a uint32, f uint8, pl string) {
+		var p capture.Packet
+		if err := p.Decode(seg(t, src, dst, seq, a, f, pl, nil)); err != nil {
+			t.Fatal(err)
+		}
+		p.Time = t0
+		handle(&p)
+		tab.Tick(t0)
+	}
+	send(tab.HandleClient, c, tg, 1, 0, syn, "")
+	send(tab.HandleResponse, tg, c, 100, 2, synack, "")
+	send(tab.HandleClient, c, tg, 2, 55, psh, "hi")
+	got := out.take()
+	if len(got) != 3 || !got[2].IsIPv6() || got[2].Ack() != 101 || !got[2].ChecksumsValid() || string(got[2].Payload()) != "hi" {
+		t.Fatalf("got %v", got)
+	}
+}
+
+// TestSteadyStateAllocs holds the per-packet path to zero allocations:
+// a request, the target's answer and our ACK, on an open session.
+func TestSteadyStateAllocs(t *testing.T) {
+	var sent int
+	h := newHarness(t, Config{NoWait: true})
+	h.handshake()
+	h.tab.cfg.Emitter = countEmitter{&sent}
+	req := seg(t, clientAP, targetAP, 0, 7001, psh, strings.Repeat("r", 200), nil)
+	resp := seg(t, targetAP, clientAP, 0, 0, psh, strings.Repeat("a", 1000), nil)
+	cseq, tseq := capture.Seq(1001), capture.Seq(5001)
+	var p capture.Packet
+	round := func() {
+		_ = p.Decode(req)
+		p.SetSeq(cseq)
+		h.tab.HandleClient(&p)
+		cseq = cseq.Add(200)
+		_ = p.Decode(resp)
+		p.SetSeq(tseq)
+		p.SetAck(cseq)
+		h.tab.HandleResponse(&p)
+		tseq = tseq.Add(1000)
+		h.tab.Tick(h.now)
+	}
+	for range 10 {
+		round()
+	}
+	if n := testing.AllocsPerRun(200, round); n != 0 {
+		t.Errorf("%v allocations per request and response", n)
+	}
+	if sent < 400 {
+		t.Errorf("only %d packets sent", sent)
+	}
+}
+
+type countEmitter struct{ n *int }
+
+func (c countEmitter) Emit(b [][]byte) error { *c.n += len(b); return nil }

@@ -1,0 +1,58 @@
+package session
+
+import (
+	"encoding/binary"
+
+	"github.com/shadowcopy/tcpcopy/capture"
+	"github.com/shadowcopy/tcpcopy/internal/header"
+)
+
+// bufSize is the size of the table's recycled packet buffers: an Ethernet
+// MTU datagram fits; larger ones (GRO super-frames) are allocated.
+const bufSize = 2048
+
+// maxFree bounds the recycled buffers a table keeps.
+const maxFree = 4096
+
+func (t *Table) buf(n int) []byte {
+	if n <= bufSize && len(t.spare) > 0 {
+		b := t.spare[len(t.spare)-1]
+		t.spare = t.spare[:len(t.spare)-1]
+		return b[:0]
+	}
+	return make([]byte, 0, max(n, bufSize))
+}
+
+func (t *Table) release(b []byte) {
+	t.memory -= int64(cap(b))
+	if cap(b) == bufSize && len(t.spare) < maxFree {
+		t.spare = append(t.spare, b[:0])
+	}
+}
+
+// keep copies a captured datagram into a table buffer, counted against
+// MaxMemory.
+func (t *Table) keep(data []byte) []byte {
+	b := append(t.buf(len(data)), data...)
+	t.memory += int64(cap(b))
+	return b
+}
+
+// reframe appends to dst the datagram tmpl with its payload replaced by
+// payload, its sequence number by seq and its flags by flags. Lengths are
+// fixed; checksums are left for transmit.
+func reframe(dst []byte, tmpl *capture.Packet, payload []byte, seq capture.Seq, flags uint8) []byte {
+	ipLen := tmpl.IPHeaderLen()
+	start := len(dst)
+	dst = append(dst, tmpl.Data[:ipLen+tmpl.DataOffset()]...)
+	dst = append(dst, payload...)
+	b := dst[start:]
+	if tmpl.IsIPv6() {
+		binary.BigEndian.PutUint16(b[4:], uint16(len(b)-header.IPv6Len))
+	} else {
+		binary.BigEndian.PutUint16(b[2:], uint16(len(b)))
+	}
+	binary.BigEndian.PutUint32(b[ipLen+4:], uint32(seq))
+	b[ipLen+13] = flags
+	return dst
+}
