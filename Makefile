@@ -4,6 +4,8 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 .PHONY: test check fuzz
 test: check
 	go test -race -count=1 -timeout 20m ./...
+	# Allocation budgets, which the race detector's own allocations hide.
+	go test -count=1 -run 'Alloc' ./...
 
 check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

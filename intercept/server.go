@@ -3,6 +3,7 @@ package intercept
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +21,34 @@ import (
 type ServerConfig struct {
 	// Interceptor captures the target's responses. Required.
 	Interceptor Interceptor
+	// Secret is the shared secret copiers must prove they know (native
+	// framing, see wire.go); it never crosses the wire. Zero (empty): the
+	// proofs use an empty key, so any copier that speaks the protocol gets
+	// in; Serve logs a warning. Use a long random secret in production.
+	Secret []byte
+	// TLS, when set, makes every copier connection TLS (server side);
+	// the handshake proofs are then bound to the TLS session. Zero: plain
+	// TCP. TLS and AcceptClassic exclude each other.
+	TLS *tls.Config
+	// AcceptClassic accepts copiers that speak the classic TCPCopy 1.x
+	// framing (classic.go) besides native ones. Classic copiers cannot
+	// authenticate, so anybody who reaches the port may announce clients
+	// and receive responses: enable it only on a trusted network. Zero:
+	// classic connections are refused with a log line.
+	AcceptClassic bool
+	// ClassicPayload makes classic connections use the payload build's
+	// 192-byte records (up to 128 payload bytes each, whatever
+	// PayloadLimit says) instead of 64-byte ones; it must match how the
+	// classic copier was built. Zero: 64-byte records.
+	ClassicPayload bool
+	// MaxHandshakes caps the connections in their handshake at once (not
+	// yet authenticated); connections beyond it are closed at once and
+	// counted as Refused, so a flood of connections holds bounded memory.
+	// Zero: 64.
+	MaxHandshakes int
+	// MaxCopiers caps the established copier connections; more are
+	// refused. Zero: 1024.
+	MaxCopiers int
 	// PayloadLimit is how many TCP payload bytes of each response are
 	// reported besides the headers. Zero: 0, headers only (enough for the
 	// session engine; response comparison and MySQL mode need payload).
@@ -38,7 +67,8 @@ type ServerConfig struct {
 	// connection; responses beyond it are dropped and counted, so a slow
 	// copier never blocks the Interceptor. Zero: 4 MiB.
 	QueueBytes int
-	// HandshakeTimeout bounds the wait for a copier's hello. Zero: 5 s.
+	// HandshakeTimeout bounds a copier's whole handshake (TLS, hello,
+	// proof). Zero: 5 s.
 	HandshakeTimeout time.Duration
 	// WriteTimeout bounds one write to a copier; a copier that takes no data
 	// for that long is disconnected. Zero: 10 s.
@@ -53,12 +83,18 @@ type ServerConfig struct {
 // ServerStats counts what a Server did. Every response the Interceptor
 // reported is Routed, Unrouted, Dropped, Oversize or still Held.
 type ServerStats struct {
-	Copiers int // copier connections open now
-	Routes  int // routes known now
-	Held    int // responses held now, waiting for their ClientAdd
+	Copiers     int // copier connections established now
+	Handshaking int // connections in their handshake now
+	Routes      int // routes known now
+	Held        int // responses held now, waiting for their ClientAdd
 
-	Accepted       uint64 // copier connections accepted
-	BadHello       uint64 // connections closed for a bad or missing hello
+	Accepted       uint64 // connections accepted by the listener
+	Established    uint64 // copier connections that completed the handshake
+	Classic        uint64 // of Established: classic TCPCopy framing
+	Refused        uint64 // connections closed at once: MaxHandshakes or MaxCopiers reached
+	BadHello       uint64 // connections closed for a bad, missing or other-version hello (or classic when not accepted)
+	AuthFailures   uint64 // connections closed for a wrong proof (wrong shared secret)
+	TLSFailures    uint64 // connections whose TLS handshake failed
 	ProtocolErrors uint64 // connections closed for a bad frame
 	Announced      uint64 // ClientAdd frames received
 	Removed        uint64 // ClientRemove frames received
@@ -74,7 +110,8 @@ type ServerStats struct {
 }
 
 type serverCounters struct {
-	accepted, badHello, protocolErrors, announced, removed, takeovers, expired,
+	accepted, established, classic, refused, badHello, authFailures, tlsFailures,
+	protocolErrors, announced, removed, takeovers, expired,
 	reported, routed, waited, unrouted, dropped, oversize atomic.Uint64
 }
 
@@ -85,6 +122,8 @@ type Server struct {
 	cfg ServerConfig
 	log *slog.Logger
 	c   serverCounters
+
+	handshaking atomic.Int64
 
 	mu          sync.Mutex
 	routes      map[capture.Endpoint]route
@@ -119,8 +158,19 @@ func NewServer(cfg *ServerConfig) (*Server, error) {
 	if c.PayloadLimit < 0 {
 		return nil, fmt.Errorf("intercept: negative PayloadLimit %d", c.PayloadLimit)
 	}
-	if c.RouteTTL < 0 || c.EarlyLimit < 0 || c.QueueBytes < 0 || c.HandshakeTimeout < 0 || c.WriteTimeout < 0 {
-		return nil, errors.New("intercept: negative RouteTTL, EarlyLimit, QueueBytes, HandshakeTimeout or WriteTimeout")
+	if c.RouteTTL < 0 || c.EarlyLimit < 0 || c.QueueBytes < 0 || c.HandshakeTimeout < 0 || c.WriteTimeout < 0 ||
+		c.MaxHandshakes < 0 || c.MaxCopiers < 0 {
+		return nil, errors.New("intercept: negative RouteTTL, EarlyLimit, QueueBytes, HandshakeTimeout, WriteTimeout, MaxHandshakes or MaxCopiers")
+	}
+	if c.TLS != nil && c.AcceptClassic {
+		return nil, errors.New("intercept: ServerConfig.TLS and AcceptClassic exclude each other (classic copiers cannot speak TLS)")
+	}
+	c.Secret = append([]byte(nil), c.Secret...)
+	if c.MaxHandshakes == 0 {
+		c.MaxHandshakes = 64
+	}
+	if c.MaxCopiers == 0 {
+		c.MaxCopiers = 1024
 	}
 	if c.RouteTTL == 0 {
 		c.RouteTTL = 120 * time.Second
@@ -161,8 +211,14 @@ func (s *Server) Stats() ServerStats {
 	s.mu.Lock()
 	st := ServerStats{Copiers: len(s.conns), Routes: len(s.routes), Held: s.nheld}
 	s.mu.Unlock()
+	st.Handshaking = int(s.handshaking.Load())
 	st.Accepted = s.c.accepted.Load()
+	st.Established = s.c.established.Load()
+	st.Classic = s.c.classic.Load()
+	st.Refused = s.c.refused.Load()
 	st.BadHello = s.c.badHello.Load()
+	st.AuthFailures = s.c.authFailures.Load()
+	st.TLSFailures = s.c.tlsFailures.Load()
 	st.ProtocolErrors = s.c.protocolErrors.Load()
 	st.Announced = s.c.announced.Load()
 	st.Removed = s.c.removed.Load()
@@ -199,6 +255,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.mu.Unlock()
 	defer close(s.done)
 	defer cancel()
+	if len(s.cfg.Secret) == 0 {
+		s.log.Warn("intercept: serving without a shared secret: any copier that speaks the protocol is accepted", "addr", ln.Addr())
+	}
+	if s.cfg.AcceptClassic {
+		s.log.Warn("intercept: classic TCPCopy framing accepted: classic copiers are not authenticated", "addr", ln.Addr())
+	}
 
 	var wg sync.WaitGroup
 	var icErr error
@@ -242,6 +304,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		}
 		delay = 0
 		s.c.accepted.Add(1)
+		if s.handshaking.Add(1) > int64(s.cfg.MaxHandshakes) {
+			s.handshaking.Add(-1)
+			nc.Close()
+			if n := s.c.refused.Add(1); isPow2(n) {
+				s.log.Warn("intercept: refused connection: too many handshakes in progress", "remote", nc.RemoteAddr(), "max", s.cfg.MaxHandshakes, "refused", n)
+			}
+			continue
+		}
 		wg.Go(func() { s.handle(ctx, nc) })
 	}
 	cancel()
@@ -277,14 +347,17 @@ func (s *Server) Close() error {
 
 // copierConn is one copier connection as the server sees it.
 type copierConn struct {
-	nc     net.Conn
-	remote string
-	notify chan struct{}
+	nc      net.Conn
+	remote  string
+	id      uint64 // copier id from the hello; 0 for classic connections
+	classic bool
+	notify  chan struct{}
 
 	touched bool // guarded by Server.mu
 
 	mu   sync.Mutex
-	enc  ResponsesEncoder // pending frames
+	enc  ResponsesEncoder // pending frames (native)
+	cenc ClassicEncoder   // pending frames (classic)
 	dead bool
 }
 
@@ -294,39 +367,26 @@ func (s *Server) handle(ctx context.Context, nc net.Conn) {
 	defer stop()
 	remote := nc.RemoteAddr().String()
 
-	nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
-	br := bufio.NewReaderSize(nc, 4096)
-	var hb [HelloLen]byte
-	if _, err := io.ReadFull(br, hb[:]); err != nil {
-		s.c.badHello.Add(1)
-		s.log.Warn("intercept: copier sent no hello", "remote", remote, "err", err)
+	c, br := s.handshake(nc, remote)
+	s.handshaking.Add(-1)
+	if c == nil {
 		return
 	}
-	h, err := ParseHello(hb[:])
-	if err == nil {
-		err = h.checkVersion()
-		if err != nil {
-			// Answer with our version so the peer can say what to speak.
-			nc.Write(AppendHello(hb[:0], Hello{Version: WireVersion}))
-		}
-	}
-	if err != nil {
-		s.c.badHello.Add(1)
-		s.log.Warn("intercept: rejected copier", "remote", remote, "err", err)
-		return
-	}
-	if _, err := nc.Write(AppendHello(hb[:0], Hello{Version: WireVersion})); err != nil {
-		s.c.badHello.Add(1)
-		s.log.Warn("intercept: write hello", "remote", remote, "err", err)
-		return
-	}
-	nc.SetDeadline(time.Time{})
-
-	c := &copierConn{nc: nc, remote: remote, notify: make(chan struct{}, 1)}
 	s.mu.Lock()
+	if len(s.conns) >= s.cfg.MaxCopiers {
+		s.mu.Unlock()
+		if n := s.c.refused.Add(1); isPow2(n) {
+			s.log.Warn("intercept: refused copier: too many copier connections", "remote", remote, "max", s.cfg.MaxCopiers, "refused", n)
+		}
+		return
+	}
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
-	s.log.Info("intercept: copier connected", "remote", remote)
+	s.c.established.Add(1)
+	if c.classic {
+		s.c.classic.Add(1)
+	}
+	s.log.Info("intercept: copier connected", "remote", remote, "classic", c.classic)
 
 	writerDone := make(chan struct{})
 	quit := make(chan struct{})
@@ -335,20 +395,96 @@ func (s *Server) handle(ctx context.Context, nc net.Conn) {
 		s.writeLoop(c, quit)
 	}()
 
-	err = s.readLoop(c, br)
+	var err error
+	if c.classic {
+		err = s.readClassic(c, br)
+	} else {
+		err = s.readLoop(c, br)
+	}
 	s.unregister(c)
 	close(quit)
-	nc.Close()
+	c.nc.Close()
 	<-writerDone
 	switch {
 	case errors.Is(err, ErrProtocol):
 		s.c.protocolErrors.Add(1)
-		s.log.Warn("intercept: copier broke the protocol", "remote", remote, "err", err)
+		s.log.Warn("intercept: copier broke the protocol; connection closed", "remote", remote, "err", err)
 	case ctx.Err() != nil, errors.Is(err, io.EOF):
 		s.log.Info("intercept: copier disconnected", "remote", remote)
 	default:
 		s.log.Info("intercept: copier connection lost", "remote", remote, "err", err)
 	}
+}
+
+// handshake runs TLS (if configured) and the hello of either framing under
+// HandshakeTimeout. It returns nil after logging and counting a failure.
+func (s *Server) handshake(nc net.Conn, remote string) (*copierConn, *bufio.Reader) {
+	nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	conn := nc
+	if s.cfg.TLS != nil {
+		tc := tls.Server(nc, s.cfg.TLS)
+		if err := tc.Handshake(); err != nil {
+			s.c.tlsFailures.Add(1)
+			s.log.Warn("intercept: TLS handshake with copier failed; connection closed", "remote", remote, "err", err)
+			return nil, nil
+		}
+		conn = tc
+	}
+	br := bufio.NewReaderSize(conn, 4096)
+	var pre [ClassicMsgLen]byte
+	if _, err := io.ReadFull(br, pre[:4]); err != nil {
+		s.c.badHello.Add(1)
+		s.log.Warn("intercept: copier sent no hello; connection closed", "remote", remote, "err", err)
+		return nil, nil
+	}
+	bad := func(err error) (*copierConn, *bufio.Reader) {
+		s.c.badHello.Add(1)
+		s.log.Warn("intercept: rejected copier; connection closed", "remote", remote, "err", err)
+		return nil, nil
+	}
+	c := &copierConn{nc: conn, remote: remote, notify: make(chan struct{}, 1)}
+	switch {
+	case [4]byte(pre[:4]) == helloMagic:
+		if _, err := io.ReadFull(br, pre[4:HelloLen]); err != nil {
+			return bad(fmt.Errorf("intercept: read hello: %w", err))
+		}
+		h, _ := ParseHello(pre[:HelloLen]) // the magic is right
+		if err := h.checkVersion(); err != nil {
+			// Answer with our version so the peer can say what to speak.
+			conn.Write(AppendHello(nil, Hello{Version: WireVersion}))
+			return bad(err)
+		}
+		id, err := serverHandshake(conn, br, pre[:HelloLen], s.cfg.Secret)
+		if errors.Is(err, ErrAuth) {
+			n := s.c.authFailures.Add(1)
+			s.log.Warn("intercept: copier failed authentication (wrong shared secret?); connection closed", "remote", remote, "err", err, "failures", n)
+			return nil, nil
+		}
+		if err != nil {
+			return bad(err)
+		}
+		c.id = id
+	case pre[0] == 0 && pre[1] == 0 && pre[2] == 0 && pre[3] == 0:
+		if !s.cfg.AcceptClassic {
+			return bad(protoErrorf("classic TCPCopy framing is not accepted (it cannot authenticate; set ServerConfig.AcceptClassic to allow it)"))
+		}
+		if _, err := io.ReadFull(br, pre[4:]); err != nil {
+			return bad(fmt.Errorf("intercept: read classic version message: %w", err))
+		}
+		m, err := ParseClassicMessage(pre[:])
+		if err == nil && m.Type != ClassicVersion {
+			err = protoErrorf("classic copier started with %v, not the version message", m.Type)
+		}
+		if err != nil {
+			return bad(err)
+		}
+		c.classic = true
+		c.cenc.Payload = s.cfg.ClassicPayload
+	default:
+		return bad(protoErrorf("bad hello: %q is neither the native magic %q nor a classic version message", pre[:4], helloMagic[:]))
+	}
+	conn.SetDeadline(time.Time{})
+	return c, br
 }
 
 func (s *Server) readLoop(c *copierConn, r io.Reader) error {
@@ -370,6 +506,23 @@ func (s *Server) readLoop(c *copierConn, r io.Reader) error {
 	}
 }
 
+func (s *Server) readClassic(c *copierConn, r io.Reader) error {
+	mr := NewClassicMessageReader(r)
+	for {
+		m, err := mr.ReadMessage()
+		if err != nil {
+			return err
+		}
+		switch m.Type {
+		case ClassicAdd:
+			s.addRoute(c, m.Client, m.Target)
+		case ClassicRemove:
+			s.removeRoute(c, m.Client)
+		}
+		// A repeated version message is harmless: ignored.
+	}
+}
+
 func (s *Server) writeLoop(c *copierConn, quit <-chan struct{}) {
 	var spare []byte
 	for {
@@ -379,9 +532,14 @@ func (s *Server) writeLoop(c *copierConn, quit <-chan struct{}) {
 			return
 		}
 		c.mu.Lock()
-		c.enc.Flush()
-		buf := c.enc.B
-		c.enc.B = spare[:0]
+		var buf []byte
+		if c.classic {
+			c.cenc.Flush()
+			buf, c.cenc.B = c.cenc.B, spare[:0]
+		} else {
+			c.enc.Flush()
+			buf, c.enc.B = c.enc.B, spare[:0]
+		}
 		c.mu.Unlock()
 		if len(buf) > 0 {
 			c.nc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
@@ -403,7 +561,7 @@ func (s *Server) addRoute(c *copierConn, client, target capture.Endpoint) {
 	now := s.cfg.Clock().UnixNano()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if old, ok := s.routes[client]; ok && old.conn != c {
+	if old, ok := s.routes[client]; ok && old.conn != c && !old.conn.sameCopier(c) {
 		s.c.takeovers.Add(1)
 	}
 	s.routes[client] = route{conn: c, target: target, last: now}
@@ -414,7 +572,9 @@ func (s *Server) addRoute(c *copierConn, client, target capture.Endpoint) {
 	delete(s.held, client)
 	s.nheld -= len(hs)
 	for _, h := range hs {
-		if c.enqueueRecord(h.rec, s.cfg.QueueBytes) {
+		var p capture.Packet
+		p.DecodeHeaders(h.rec) // it decoded when it was held
+		if c.enqueue(&p, s.cfg.PayloadLimit, s.cfg.QueueBytes) == nil {
 			s.c.routed.Add(1)
 			s.c.waited.Add(1)
 		} else {
@@ -427,10 +587,16 @@ func (s *Server) addRoute(c *copierConn, client, target capture.Endpoint) {
 func (s *Server) removeRoute(c *copierConn, client capture.Endpoint) {
 	s.c.removed.Add(1)
 	s.mu.Lock()
-	if r, ok := s.routes[client]; ok && r.conn == c {
+	if r, ok := s.routes[client]; ok && (r.conn == c || r.conn.sameCopier(c)) {
 		delete(s.routes, client)
 	}
 	s.mu.Unlock()
+}
+
+// sameCopier reports whether c and d are connections of one native copier
+// (same non-zero copier id).
+func (c *copierConn) sameCopier(d *copierConn) bool {
+	return c.id != 0 && c.id == d.id
 }
 
 func (s *Server) unregister(c *copierConn) {
@@ -503,7 +669,11 @@ func (s *Server) hold(p *capture.Packet, key capture.Endpoint, now int64) bool {
 	if s.cfg.EarlyWait < 0 || s.nheld >= s.cfg.EarlyLimit {
 		return false
 	}
-	n, _ := ReportLen(p, s.cfg.PayloadLimit) // checked by the caller
+	limit := s.cfg.PayloadLimit
+	if s.cfg.ClassicPayload {
+		limit = max(limit, ClassicPayloadLen)
+	}
+	n, _ := ReportLen(p, limit) // checked by the caller
 	s.held[key] = append(s.held[key], heldResponse{at: now, rec: append([]byte(nil), p.Data[:n]...)})
 	s.nheld++
 	return true
@@ -516,6 +686,18 @@ var (
 
 // enqueue adds a record for p to c's pending frames.
 func (c *copierConn) enqueue(p *capture.Packet, limit, queueBytes int) error {
+	if c.classic {
+		if p.IsIPv6() {
+			return errOversize // a classic copier cannot announce IPv6: never happens
+		}
+		recLen, _ := classicLayout(c.cenc.Payload)
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.dead || len(c.cenc.B)+recLen+2 > queueBytes {
+			return errQueueFull
+		}
+		return c.cenc.Add(p)
+	}
 	n, err := ReportLen(p, limit)
 	if err != nil {
 		return errOversize
@@ -527,16 +709,6 @@ func (c *copierConn) enqueue(p *capture.Packet, limit, queueBytes int) error {
 	}
 	c.enc.addRecord(p.Data[:n])
 	return nil
-}
-
-func (c *copierConn) enqueueRecord(rec []byte, queueBytes int) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.dead || len(c.enc.B)+len(rec)+FrameHeaderLen+4 > queueBytes {
-		return false
-	}
-	c.enc.addRecord(rec)
-	return true
 }
 
 // flush wakes the writer.

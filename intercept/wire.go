@@ -10,22 +10,44 @@ import (
 	"github.com/shadowcopy/tcpcopy/capture"
 )
 
-// The native wire protocol (version 1) between a copier (Client) and an
-// intercept (Server), over one TCP connection. All integers are big endian.
+// The native wire protocol (version 2) between a copier (Client) and an
+// intercept (Server), over one TCP connection (optionally inside TLS). All
+// integers are big endian.
 //
-// Handshake. The copier sends a hello first; the server checks it and
-// answers with its own:
+// Handshake: a mutual challenge and response over a shared secret, which
+// never crosses the wire. Every message starts with the same 8-byte prefix:
 //
-//	hello    = magic "TCPC" (4) | version u8 (1) | flags u8 | reserved u16
+//	prefix       = magic "TCPC" (4) | version u8 (2) | flags u8 (0) | reserved u16 (0)
+//	client hello = prefix | copier id (8) | client nonce (16)                     32 bytes
+//	server hello = prefix | server nonce (16) | server proof (32)                 56 bytes
+//	client proof = HMAC-SHA256(secret, "tcpcopy v2 client" | client hello |
+//	               server hello[:24] | binding)                                  32 bytes
+//	server proof = HMAC-SHA256(secret, "tcpcopy v2 server" | client hello |
+//	               server nonce | binding)
+//	welcome      = a frame of type 4 with an empty body                           4 bytes
 //
-// No flags are defined in version 1: senders set flags and reserved to zero,
-// receivers ignore them (later versions negotiate features there). A server
-// that gets a bad magic closes the connection; one that gets an unknown
-// version answers with its own hello (so the peer can say which version it
-// should speak) and closes. The classic TCPCopy framing starts with zero
-// bytes, so the magic also tells the two framings apart.
+// The copier sends its hello; the server answers with its nonce and a proof
+// that it knows the secret; the copier checks that proof (a server that fails
+// it is left at once, so a copier never feeds an impostor) and sends its own
+// proof; the server checks it and sends the welcome, after which frames flow.
+// The nonces are 16 random bytes per connection, so no proof can be
+// replayed, and the two proofs carry different labels, so neither can be
+// reflected. binding is empty on plain TCP; under TLS it is 32 bytes of
+// keying material exported from the TLS session (RFC 5705, label
+// "EXPORTER-tcpcopy-v2"), which ties the proofs to that TLS session. The
+// copier id is random per Client: the server uses it to tell which
+// connections belong to one copier (a ClientRemove may arrive over another
+// connection of the same copier than its ClientAdd).
 //
-// Frames. After the hellos each side sends frames:
+// A server that gets a bad magic closes the connection. One that gets another
+// version answers with its own 8-byte prefix (so the peer can say which
+// version it should speak) and closes; version 1 had no authentication and
+// an 8-byte hello. A wrong proof closes the connection on either side
+// (ErrAuth). No flags are defined: senders set flags and reserved to zero,
+// receivers ignore them. The classic TCPCopy framing (classic.go) starts
+// with zero bytes, so the magic also tells the two framings apart.
+//
+// Frames. After the handshake each side sends frames:
 //
 //	frame    = type u8 | reserved u8 (0) | length u16 | body (length bytes)
 //	endpoint = family u8 (4 or 6) | address (4 or 16) | port u16
@@ -33,29 +55,39 @@ import (
 //	type 1 ClientAdd     copier -> server  body = client endpoint | target endpoint
 //	type 2 ClientRemove  copier -> server  body = client endpoint | target endpoint
 //	type 3 Responses     server -> copier  body = count u16 | count x record
+//	type 4 Welcome       server -> copier  body empty; the handshake's last message
 //	record   = length u16 | the response datagram's first length bytes
 //
 // ClientAdd tells the server that responses sent to the client endpoint
-// belong to this connection (the route key is the client address and port;
-// the target endpoint is the response's source). ClientRemove ends that
-// route. A Responses record holds the IP header, the TCP header with its
-// options, and up to the server's payload limit of TCP payload; the IP length
-// field is left as the target sent it, so capture.Packet.DecodeHeaders on the
+// belong to this copier (the route key is the client address and port; the
+// target endpoint is the response's source). ClientRemove ends that route. A
+// Responses record holds the IP header, the TCP header with its options, and
+// up to the server's payload limit of TCP payload; the IP length field is
+// left as the target sent it, so capture.Packet.DecodeHeaders on the
 // receiver gives the true PayloadLen while Payload holds the bytes carried.
 // Records must fill the body exactly.
 //
 // A receiver rejects an unknown type, a frame sent in the wrong direction, a
 // body longer than its type allows (ClientAdd and ClientRemove at most 38
-// bytes, Responses at most MaxFrame) and a body that does not parse, with an
-// error matching ErrProtocol; the connection is then closed. The reader never
-// allocates more than the length of the frame in hand.
+// bytes, Welcome 0, Responses at most MaxFrame) and a body that does not
+// parse, with an error matching ErrProtocol; the connection is then closed.
+// The reader never allocates more than the length of the frame in hand.
 
 // Wire protocol constants.
 const (
 	// WireVersion is the native protocol version this package speaks.
-	WireVersion = 1
-	// HelloLen is the length of a hello.
+	WireVersion = 2
+	// HelloLen is the length of the prefix every handshake message starts
+	// with: magic, version, flags, reserved.
 	HelloLen = 8
+	// ClientHelloLen is the length of a copier's hello.
+	ClientHelloLen = HelloLen + 8 + NonceLen
+	// ServerHelloLen is the length of a server's hello.
+	ServerHelloLen = HelloLen + NonceLen + ProofLen
+	// NonceLen is the length of a handshake nonce.
+	NonceLen = 16
+	// ProofLen is the length of a handshake proof (HMAC-SHA256).
+	ProofLen = 32
 	// FrameHeaderLen is the length of a frame header.
 	FrameHeaderLen = 4
 	// MaxFrame is the largest frame body: the cap of the u16 length field.
@@ -94,6 +126,7 @@ const (
 	FrameClientAdd    FrameType = 1
 	FrameClientRemove FrameType = 2
 	FrameResponses    FrameType = 3
+	FrameWelcome      FrameType = 4
 )
 
 // String returns the name of t.
@@ -105,11 +138,13 @@ func (t FrameType) String() string {
 		return "ClientRemove"
 	case FrameResponses:
 		return "Responses"
+	case FrameWelcome:
+		return "Welcome"
 	}
 	return fmt.Sprintf("FrameType(%d)", uint8(t))
 }
 
-// maxBody is the longest body a frame of type t may carry; 0 for unknown
+// maxBody is the longest body a frame of type t may carry; -1 for unknown
 // types.
 func (t FrameType) maxBody() int {
 	switch t {
@@ -117,24 +152,26 @@ func (t FrameType) maxBody() int {
 		return maxClientBody
 	case FrameResponses:
 		return MaxFrame
+	case FrameWelcome:
+		return 0
 	}
-	return 0
+	return -1
 }
 
-// Hello is the first message on a connection, from each side.
+// Hello is the prefix of every handshake message, from each side.
 type Hello struct {
 	Version uint8
 	Flags   uint8
 }
 
-// AppendHello appends the encoded h to b.
+// AppendHello appends the encoded prefix h to b.
 func AppendHello(b []byte, h Hello) []byte {
 	b = append(b, helloMagic[:]...)
 	return append(b, h.Version, h.Flags, 0, 0)
 }
 
-// ParseHello parses a hello. It checks the magic but not the version: the
-// caller decides what to do with another version.
+// ParseHello parses a handshake prefix. It checks the magic but not the
+// version: the caller decides what to do with another version.
 func ParseHello(b []byte) (Hello, error) {
 	if len(b) < HelloLen {
 		return Hello{}, protoErrorf("short hello: %d bytes, want %d", len(b), HelloLen)
@@ -381,7 +418,7 @@ type Frame struct {
 // use.
 type FrameReader struct {
 	r     io.Reader
-	allow [4]bool // allowed frame types, by value
+	allow [5]bool // allowed frame types, by value
 	hdr   [FrameHeaderLen]byte
 	buf   []byte
 }
@@ -408,7 +445,7 @@ func (fr *FrameReader) ReadFrame() (Frame, error) {
 	t := FrameType(fr.hdr[0])
 	n := int(binary.BigEndian.Uint16(fr.hdr[2:]))
 	limit := t.maxBody()
-	if limit == 0 {
+	if limit < 0 {
 		return Frame{}, protoErrorf("unknown frame type %d", uint8(t))
 	}
 	if !fr.allow[t] {
