@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,16 +15,32 @@ import (
 	"github.com/shadowcopy/tcpcopy/rewrite"
 )
 
-// Config configures a Copier. Capturer, Rewriter and Table are required.
+// CopyRewriter makes several copies of each connection (TCPCopy's -n): copy
+// i of a packet is rewritten by RewriteCopy(p, i), which reports false to
+// drop that copy (a port collision, say). rewrite.Copies implements it.
+type CopyRewriter interface {
+	Copies() int
+	RewriteCopy(p *capture.Packet, i int) bool
+}
+
+// Config configures a Copier. Capturer, Rewriter and NewTable are
+// required.
 type Config struct {
 	// Capturer supplies the client packets.
 	Capturer capture.Capturer
 	// Rewriter picks the packets to copy and points them at the target;
 	// usually a *rewrite.Transfer, or a rewrite.Chain of several.
 	Rewriter rewrite.Rewriter
-	// Table keeps the sessions with the target, usually a *session.Table
-	// whose Emitter sends toward the target.
-	Table SessionTable
+	// Copies, if set, copies each connection several times (after
+	// Rewriter).
+	Copies CopyRewriter
+	// NewTable makes the session table of one shard, usually a
+	// *session.Table whose Emitter sends toward the target. It is called
+	// once per shard by NewCopier.
+	NewTable func(shard int) SessionTable
+	// Shards is how many goroutines own sessions, split by a hash of the
+	// client endpoint. Zero means GOMAXPROCS.
+	Shards int
 	// Clock stamps responses and drives Tick. Nil means time.Now.
 	Clock func() time.Time
 	// TickInterval is how often timers run when no packet arrives. Zero
@@ -35,29 +52,71 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Copier wires capture, rewrite, the session table and the responses from
-// intercept: one goroutine owns the table, so the table needs no locks. It is
-// safe for concurrent use: Responses may be called from any goroutine.
+// Copier wires capture, rewrite, the session tables and the responses from
+// intercept. Each shard's table is owned by one goroutine, so tables need
+// no locks; packets reach it in batches. A Copier is safe for concurrent
+// use: Responses and Stats may be called from any goroutine.
 type Copier struct {
-	cfg       Config
-	responses chan *respBatch
-	free      sync.Pool
-	filtered  atomic.Uint64
-	running   atomic.Bool
+	cfg     Config
+	shards  []*shard
+	scratch []byte // the capture goroutine's copy buffer
+	running atomic.Bool
+	done    chan struct{} // closed when Run returns
+	stats   copierCounters
 }
 
-// respBatch is a copy of one batch of responses, owned by the Copier.
-type respBatch struct {
-	buf  []byte
-	ends []int
+// Stats counts what the Copier did before the session tables.
+type Stats struct {
+	Captured      uint64 // packets the Capturer returned
+	Filtered      uint64 // turned away by the Rewriter (not for this copier)
+	CopiesDropped uint64 // copies the CopyRewriter refused
+	Dispatched    uint64 // client packets handed to the shards (copies included)
+	Responses     uint64 // responses handed to the shards
+	BadResponses  uint64 // responses that did not decode
 }
 
-// NewCopier checks cfg and returns a Copier; it starts nothing.
+type copierCounters struct {
+	captured, filtered, copiesDropped, dispatched, responses, badResponses atomic.Uint64
+}
+
+// shard is one session table and the goroutine that owns it.
+type shard struct {
+	table SessionTable
+	in    chan *batch
+	free  chan *batch
+}
+
+// batch is a copy of packets for one shard, owned by the Copier.
+type batch struct {
+	resp  bool
+	buf   []byte
+	ends  []int
+	times []time.Time
+}
+
+func (b *batch) reset(resp bool) {
+	b.resp, b.buf, b.ends, b.times = resp, b.buf[:0], b.ends[:0], b.times[:0]
+}
+
+func (b *batch) add(data []byte, t time.Time) []byte {
+	start := len(b.buf)
+	b.buf = append(b.buf, data...)
+	b.ends = append(b.ends, len(b.buf))
+	b.times = append(b.times, t)
+	return b.buf[start:]
+}
+
+// batchesPerShard bounds the batches in flight to one shard: when they are
+// all queued the capture side waits, and the kernel counts what it drops.
+const batchesPerShard = 32
+
+// NewCopier checks cfg, makes the shards' tables and returns a Copier; it
+// starts nothing.
 func NewCopier(cfg *Config) (*Copier, error) {
-	if cfg == nil || cfg.Capturer == nil || cfg.Rewriter == nil || cfg.Table == nil {
-		return nil, errors.New("tcpcopy: Config needs Capturer, Rewriter and Table")
+	if cfg == nil || cfg.Capturer == nil || cfg.Rewriter == nil || cfg.NewTable == nil {
+		return nil, errors.New("tcpcopy: Config needs Capturer, Rewriter and NewTable")
 	}
-	c := &Copier{cfg: *cfg, responses: make(chan *respBatch, 256)}
+	c := &Copier{cfg: *cfg, done: make(chan struct{})}
 	if c.cfg.Clock == nil {
 		c.cfg.Clock = time.Now
 	}
@@ -67,122 +126,216 @@ func NewCopier(cfg *Config) (*Copier, error) {
 	if c.cfg.Batch <= 0 {
 		c.cfg.Batch = 64
 	}
+	if c.cfg.Shards <= 0 {
+		c.cfg.Shards = runtime.GOMAXPROCS(0)
+	}
 	if c.cfg.Logger == nil {
 		c.cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	c.free.New = func() any { return new(respBatch) }
+	if c.cfg.Copies != nil && c.cfg.Copies.Copies() < 1 {
+		return nil, fmt.Errorf("tcpcopy: CopyRewriter makes %d copies", c.cfg.Copies.Copies())
+	}
+	for i := range c.cfg.Shards {
+		sh := &shard{
+			table: c.cfg.NewTable(i),
+			in:    make(chan *batch, batchesPerShard),
+			free:  make(chan *batch, batchesPerShard),
+		}
+		if sh.table == nil {
+			return nil, fmt.Errorf("tcpcopy: NewTable(%d) returned nil", i)
+		}
+		for range batchesPerShard {
+			sh.free <- &batch{}
+		}
+		c.shards = append(c.shards, sh)
+	}
 	return c, nil
 }
 
-// Responses hands a batch of target responses (from intercept.Client) to
-// the Copier. It copies them, so pkts may be reused when it returns; it
-// blocks while the Copier is behind by more than a few hundred batches.
-func (c *Copier) Responses(pkts []capture.Packet) {
-	b := c.free.Get().(*respBatch)
-	b.buf, b.ends = b.buf[:0], b.ends[:0]
-	for i := range pkts {
-		b.buf = append(b.buf, pkts[i].Data...)
-		b.ends = append(b.ends, len(b.buf))
+// Stats returns a snapshot of the Copier's own counters; the session
+// tables keep theirs.
+func (c *Copier) Stats() Stats {
+	s := &c.stats
+	return Stats{
+		Captured: s.captured.Load(), Filtered: s.filtered.Load(),
+		CopiesDropped: s.copiesDropped.Load(), Dispatched: s.dispatched.Load(),
+		Responses: s.responses.Load(), BadResponses: s.badResponses.Load(),
 	}
-	c.responses <- b
 }
 
-// Filtered is how many captured packets the Rewriter turned away.
-func (c *Copier) Filtered() uint64 { return c.filtered.Load() }
+func (c *Copier) shardOf(e capture.Endpoint) int {
+	return int(e.Hash() % uint64(len(c.shards)))
+}
 
-type capBatch struct {
-	pkts []capture.Packet
-	err  error
+// Responses hands a batch of target responses (from intercept.Client) to
+// the shards that own their clients. It copies them, so pkts may be reused
+// when it returns; it blocks while a shard is far behind. After Run has
+// returned it drops them.
+func (c *Copier) Responses(pkts []capture.Packet) {
+	var open [64]*batch // per shard, for up to 64 shards without allocating
+	var bs []*batch
+	if len(c.shards) <= len(open) {
+		bs = open[:len(c.shards)]
+	} else {
+		bs = make([]*batch, len(c.shards))
+	}
+	now := c.cfg.Clock()
+	for i := range pkts {
+		k := c.shardOf(pkts[i].DstEndpoint())
+		if bs[k] == nil {
+			select {
+			case bs[k] = <-c.shards[k].free:
+			case <-c.done:
+				return
+			}
+			bs[k].reset(true)
+		}
+		bs[k].add(pkts[i].Data, now)
+	}
+	c.stats.responses.Add(uint64(len(pkts)))
+	for k, b := range bs {
+		if b != nil {
+			select {
+			case c.shards[k].in <- b:
+			case <-c.done:
+				return
+			}
+		}
+	}
 }
 
 // Run copies until ctx ends (it returns nil) or the Capturer fails or
-// reaches its end (io.EOF is returned as nil once the table has had a last
-// Tick). It closes the Capturer when it returns. Run may be called once.
+// reaches its end (io.EOF is returned as nil once the shards have handled
+// everything read). It closes the Capturer when it returns. Run may be
+// called once.
 func (c *Copier) Run(ctx context.Context) error {
 	if !c.running.CompareAndSwap(false, true) {
 		return errors.New("tcpcopy: Copier.Run called twice")
 	}
-	batches := make(chan capBatch)
-	done := make(chan struct{})
+	defer close(c.done)
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		c.capture(ctx, batches, done)
-	}()
-	defer func() {
-		c.cfg.Capturer.Close()
-		wg.Wait()
-	}()
+	shardCtx, stopShards := context.WithCancel(context.Background())
+	for _, sh := range c.shards {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.runShard(shardCtx, sh)
+		}()
+	}
+	// The Capturer is closed to unblock a pending read when ctx ends.
+	stop := context.AfterFunc(ctx, func() { c.cfg.Capturer.Close() })
+	err := c.capture(ctx)
+	stop()
+	c.cfg.Capturer.Close()
+	stopShards() // shards drain what is queued, then stop
+	wg.Wait()
+	if ctx.Err() != nil || errors.Is(err, io.EOF) || errors.Is(err, capture.ErrClosed) {
+		return nil
+	}
+	return fmt.Errorf("tcpcopy: capture: %w", err)
+}
 
-	tick := time.NewTicker(c.cfg.TickInterval)
-	defer tick.Stop()
-	table := c.cfg.Table
-	var p capture.Packet
+// capture reads batches, filters, rewrites and copies the packets, and
+// dispatches them to the shards by client endpoint.
+func (c *Copier) capture(ctx context.Context) error {
+	pkts := make([]capture.Packet, c.cfg.Batch)
+	bs := make([]*batch, len(c.shards))
+	copies := 1
+	if c.cfg.Copies != nil {
+		copies = c.cfg.Copies.Copies()
+	}
+	var cp capture.Packet
 	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case b := <-batches:
-			for i := range b.pkts {
-				table.HandleClient(&b.pkts[i])
+		n, err := c.cfg.Capturer.ReadPackets(pkts)
+		c.stats.captured.Add(uint64(n))
+		for i := 0; i < n; i++ {
+			p := &pkts[i]
+			if !c.cfg.Rewriter.Rewrite(p) {
+				c.stats.filtered.Add(1)
+				continue
 			}
-			table.Tick(c.cfg.Clock())
-			switch {
-			case b.err == nil:
-				done <- struct{}{}
-			case errors.Is(b.err, io.EOF):
-				return nil
-			default:
-				return fmt.Errorf("tcpcopy: capture: %w", b.err)
-			}
-		case rb := <-c.responses:
-			now := c.cfg.Clock()
-			start := 0
-			for _, end := range rb.ends {
-				if p.DecodeHeaders(rb.buf[start:end]) == nil {
-					p.Time = now
-					table.HandleResponse(&p)
+			for k := range copies {
+				if c.cfg.Copies == nil {
+					c.dispatch(bs, p.SrcEndpoint(), p.Data, p.Time)
+					continue
 				}
-				start = end
+				// Each copy is rewritten in the buffer of the shard it
+				// lands in; its shard is known only after the rewrite, so
+				// it is made in scratch first.
+				cp.Time = p.Time
+				c.scratch = append(c.scratch[:0], p.Data...)
+				if cp.Decode(c.scratch) != nil || !c.cfg.Copies.RewriteCopy(&cp, k) {
+					c.stats.copiesDropped.Add(1)
+					continue
+				}
+				c.dispatch(bs, cp.SrcEndpoint(), cp.Data, cp.Time)
 			}
-			c.free.Put(rb)
-			table.Tick(now)
-		case <-tick.C:
-			table.Tick(c.cfg.Clock())
+		}
+		for k, b := range bs {
+			if b != nil {
+				select {
+				case c.shards[k].in <- b:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				bs[k] = nil
+			}
+		}
+		if err != nil {
+			return err
 		}
 	}
 }
 
-// capture reads batches, filters and rewrites them, and hands them to Run's
-// loop; it waits for the loop to finish with a batch before reading the
-// next, since the packets alias the Capturer's buffers.
-func (c *Copier) capture(ctx context.Context, out chan<- capBatch, done <-chan struct{}) {
-	pkts := make([]capture.Packet, c.cfg.Batch)
-	for {
-		n, err := c.cfg.Capturer.ReadPackets(pkts)
-		k := 0
-		for i := 0; i < n; i++ {
-			if !c.cfg.Rewriter.Rewrite(&pkts[i]) {
-				c.filtered.Add(1)
-				continue
+func (c *Copier) dispatch(bs []*batch, key capture.Endpoint, data []byte, t time.Time) {
+	k := c.shardOf(key)
+	if bs[k] == nil {
+		bs[k] = <-c.shards[k].free
+		bs[k].reset(false)
+	}
+	bs[k].add(data, t)
+	c.stats.dispatched.Add(1)
+}
+
+// runShard owns one table: it hands it the batches and ticks its timers.
+func (c *Copier) runShard(ctx context.Context, sh *shard) {
+	tick := time.NewTicker(c.cfg.TickInterval)
+	defer tick.Stop()
+	var p capture.Packet
+	handle := func(b *batch) {
+		start := 0
+		for i, end := range b.ends {
+			data := b.buf[start:end]
+			start = end
+			p.Time = b.times[i] // Decode keeps Time
+			if b.resp {
+				if p.DecodeHeaders(data) != nil {
+					c.stats.badResponses.Add(1)
+					continue
+				}
+				sh.table.HandleResponse(&p)
+			} else if p.Decode(data) == nil {
+				sh.table.HandleClient(&p)
 			}
-			pkts[k] = pkts[i]
-			k++
 		}
-		if k > 0 || err != nil {
-			select {
-			case out <- capBatch{pkts: pkts[:k], err: err}:
-			case <-ctx.Done():
-				return
-			}
-			if err != nil {
-				return
-			}
-			select {
-			case <-done:
-			case <-ctx.Done():
-				return
+		sh.free <- b
+		sh.table.Tick(c.cfg.Clock())
+	}
+	for {
+		select {
+		case b := <-sh.in:
+			handle(b)
+		case <-tick.C:
+			sh.table.Tick(c.cfg.Clock())
+		case <-ctx.Done():
+			for {
+				select {
+				case b := <-sh.in:
+					handle(b)
+				default:
+					sh.table.Tick(c.cfg.Clock())
+					return
+				}
 			}
 		}
 	}

@@ -110,6 +110,8 @@ type sess struct {
 	finRcvd        bool
 	closedAt       time.Time
 	closedByTarget bool // the target reset it; later client data resumes it
+
+	waiting []*successor // new connections on the same port, oldest first
 }
 
 // established learns the target's side of the handshake from its SYN-ACK.

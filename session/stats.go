@@ -30,7 +30,8 @@ type Stats struct {
 	LostOnReset       uint64 // sent bytes the target never acknowledged before resetting
 	IdleTimeouts      uint64 // sessions freed for idleness (or keepalive-only)
 	UnknownResponses  uint64 // responses for no known session
-	Retired           uint64 // sessions replaced by a new SYN on the same port
+	Retired           uint64 // open sessions cut off by a new connection on their port
+	PortWaits         uint64 // new connections that waited for the previous one on their port
 	SkippedByProtocol uint64 // sessions the protocol module could not copy
 	EmitErrors        uint64 // batches the Emitter refused
 }
@@ -41,6 +42,7 @@ type counters struct {
 	noSession, duplicates, absorbedACKs, bufferFull, shed        atomic.Uint64
 	handshakeTimeouts, gapTimeouts, targetResets, lostOnReset    atomic.Uint64
 	idleTimeouts, unknownResponses, retired, skipped, emitErrors atomic.Uint64
+	portWaits                                                    atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
@@ -54,7 +56,7 @@ func (c *counters) snapshot() Stats {
 		HandshakeTimeouts: c.handshakeTimeouts.Load(), GapTimeouts: c.gapTimeouts.Load(),
 		TargetResets: c.targetResets.Load(), LostOnReset: c.lostOnReset.Load(),
 		IdleTimeouts: c.idleTimeouts.Load(), UnknownResponses: c.unknownResponses.Load(),
-		Retired: c.retired.Load(), SkippedByProtocol: c.skipped.Load(), EmitErrors: c.emitErrors.Load(),
+		Retired: c.retired.Load(), PortWaits: c.portWaits.Load(), SkippedByProtocol: c.skipped.Load(), EmitErrors: c.emitErrors.Load(),
 	}
 }
 
@@ -82,6 +84,7 @@ func (s Stats) Add(o Stats) Stats {
 	s.IdleTimeouts += o.IdleTimeouts
 	s.UnknownResponses += o.UnknownResponses
 	s.Retired += o.Retired
+	s.PortWaits += o.PortWaits
 	s.SkippedByProtocol += o.SkippedByProtocol
 	s.EmitErrors += o.EmitErrors
 	return s

@@ -76,17 +76,28 @@ func (t *Table) HandleClient(p *capture.Packet) {
 			return
 		}
 		if s != nil {
-			if s.clientISN == p.Seq() && s.st != stateClosed {
+			if s.clientISN == p.Seq() && s.st != stateClosed || s.waitingWithISN(p.Seq()) {
 				t.c.duplicates.Add(1) // the client retransmitted its SYN
 				return
 			}
-			// The port came back: the old session is over (DESIGN 4,
-			// port reuse), whatever state it was in.
-			t.c.retired.Add(1)
-			if s.st != stateClosed {
-				t.makeRST(s)
+			// The port came back (DESIGN 4, port reuse). A copy lags
+			// behind its original, so under load a port can come back
+			// several times while its first session still has bytes on
+			// their way to the target: the new connections wait their
+			// turn. Otherwise the old session is over.
+			if s.busy() || len(s.waiting) > 0 {
+				if len(s.waiting) < maxWaiting {
+					t.c.portWaits.Add(1)
+					n := &successor{isn: p.Seq(), since: t.now}
+					n.add(t, p)
+					s.waiting = append(s.waiting, n)
+					return
+				}
+				t.retire(s) // the line is full: the oldest gives way
+				t.HandleClient(p)
+				return
 			}
-			t.free(s)
+			t.retire(s)
 		}
 		if t.shedding() {
 			t.c.shed.Add(1)
@@ -94,6 +105,12 @@ func (t *Table) HandleClient(p *capture.Packet) {
 		}
 		t.open(p)
 		return
+	}
+	if s != nil && len(s.waiting) > 0 {
+		if n := s.waitingFor(p.Seq()); n != nil {
+			n.add(t, p) // a packet of a waiting connection
+			return
+		}
 	}
 	if s == nil {
 		if t.cfg.OnlyFull || p.PayloadLen() == 0 || flags&capture.FlagRST != 0 {
@@ -389,6 +406,10 @@ func (t *Table) timers(s *sess) {
 			t.queue(s.syn)
 		}
 	case stateEstablished:
+		if len(s.waiting) > 0 && now.Sub(s.waiting[0].since) >= t.cfg.HoldTimeout {
+			t.retire(s) // the waiting connection cannot wait longer
+			return
+		}
 		switch {
 		case now.Sub(s.lastActive) >= t.cfg.IdleTimeout,
 			now.Sub(s.lastData) >= t.cfg.KeepaliveTimeout:
@@ -417,6 +438,10 @@ func (t *Table) timers(s *sess) {
 }
 
 func (t *Table) close(s *sess) {
+	if len(s.waiting) > 0 {
+		t.free(s) // the port is wanted: no lingering
+		return
+	}
 	s.st = stateClosed
 	s.closedAt = t.now
 	for i := range s.inflight {
@@ -431,16 +456,109 @@ func (t *Table) close(s *sess) {
 	}
 }
 
+// free removes a session from the table; a connection waiting for its port
+// starts then.
 func (t *Table) free(s *sess) {
 	if t.sessions[s.client] != s {
 		return
 	}
 	s.closedByTarget = false
+	waiting := s.waiting
+	s.waiting = nil
 	t.close(s)
 	delete(t.sessions, s.client)
 	t.c.active.Add(^uint64(0))
 	if t.cfg.OnClose != nil {
 		t.cfg.OnClose(s.client, s.target)
+	}
+	if len(waiting) > 0 {
+		t.promote(waiting[0])
+		rest := waiting[1:]
+		if len(rest) == 0 {
+			return
+		}
+		if next := t.sessions[s.client]; next != nil {
+			rest[0].since = t.now // its wait for the new session starts now
+			next.waiting = rest
+			return
+		}
+		for _, n := range rest { // the promoted one did not start
+			t.promote(n)
+		}
+	}
+}
+
+// retire ends a session whose port a new connection took: reset toward the
+// target if it was still open (and counted, since its rest is lost).
+func (t *Table) retire(s *sess) {
+	if s.st != stateClosed {
+		t.c.retired.Add(1)
+		t.cfg.Logger.Debug("session: retired for a new connection on its port",
+			"client", s.client, "state", s.st, "pending", len(s.pending), "inflight", len(s.inflight),
+			"unacked", s.inflightBytes(), "window", s.sndWnd, "fin_sent", s.finSent, "fin_rcvd", s.finRcvd,
+			"response_bytes", s.respBytes(), "held_for", t.now.Sub(s.holdSince))
+		t.makeRST(s)
+	}
+	t.free(s)
+}
+
+// busy reports whether the session still has bytes on their way to the
+// target.
+func (s *sess) busy() bool {
+	return s.st == stateSynSent || len(s.pending) > 0 || len(s.inflight) > 0
+}
+
+// maxWaiting bounds the connections waiting for one port.
+const maxWaiting = 64
+
+// waitingFor returns the waiting connection a client packet with sequence
+// number seq belongs to, or nil for the session itself. Connections on one
+// port take ever higher ISNs (the clock part of RFC 6528), so the packet
+// goes with the newest connection whose ISN it does not precede.
+func (s *sess) waitingFor(seq capture.Seq) *successor {
+	for i := len(s.waiting) - 1; i >= 0; i-- {
+		if n := s.waiting[i]; seq.InWindow(n.isn, 1<<30) {
+			return n
+		}
+	}
+	return nil
+}
+
+func (s *sess) waitingWithISN(isn capture.Seq) bool {
+	for _, n := range s.waiting {
+		if n.isn == isn {
+			return true
+		}
+	}
+	return false
+}
+
+// successor is a connection waiting for its port: the packets captured so
+// far, replayed when the previous session on the port ends.
+type successor struct {
+	isn   capture.Seq
+	since time.Time
+	data  [][]byte
+	times []time.Time
+}
+
+func (n *successor) add(t *Table, p *capture.Packet) {
+	if len(n.data) >= t.cfg.MaxBuffered {
+		t.c.bufferFull.Add(1)
+		return
+	}
+	n.data = append(n.data, t.keep(p.Data))
+	n.times = append(n.times, p.Time)
+}
+
+func (t *Table) promote(n *successor) {
+	var p capture.Packet
+	for i, b := range n.data {
+		p.Time = n.times[i]
+		if p.Decode(b) == nil {
+			t.HandleClient(&p)
+		}
+		t.release(b)
 	}
 }
 
@@ -475,23 +593,24 @@ func (t *Table) pump(s *sess) {
 			return
 		}
 		s.gapSince = time.Time{}
-		if g.isData() {
-			if s.finRcvd {
-				// The target closed its side; data would draw an RST.
-				t.makeRST(s)
-				t.resume(s, g.ack)
-				return
+		if g.isData() && s.finRcvd {
+			// The target closed its side; data would draw an RST.
+			t.makeRST(s)
+			t.resume(s, g.ack)
+			return
+		}
+		// A FIN or an RST is paced like a request: sent before the answer
+		// is in, a FIN looks like an aborted request to many servers, and
+		// an RST destroys the request the server has not read yet.
+		if (g.isData() || g.flags&(capture.FlagFIN|capture.FlagRST) != 0 && g.flags&capture.FlagACK != 0) && !s.releasable(g) {
+			if s.holdSince.IsZero() {
+				s.holdSince = t.now
+				t.c.held.Add(1)
 			}
-			if !s.releasable(g) {
-				if s.holdSince.IsZero() {
-					s.holdSince = t.now
-					t.c.held.Add(1)
-				}
-				return
-			}
-			if len(s.inflight) > 0 && s.inflightBytes()+uint32(g.n) > s.sndWnd {
-				return // beyond the target's window; an ACK will reopen it
-			}
+			return
+		}
+		if g.isData() && len(s.inflight) > 0 && s.inflightBytes()+uint32(g.n) > s.sndWnd {
+			return // beyond the target's window; an ACK will reopen it
 		}
 		rst := g.flags&capture.FlagRST != 0
 		if !t.sendPending(s, g) {
@@ -545,9 +664,12 @@ func (t *Table) sendPending(s *sess, g *pendingSeg) bool {
 	if len(out) == 0 && fin == 0 && g.flags&capture.FlagRST == 0 {
 		return true // the module kept these bytes
 	}
-	for off := 0; ; off += s.mss {
-		piece := out[min(off, len(out)):min(off+s.mss, len(out))]
-		last := off+s.mss >= len(out)
+	// The MSS counts payload after a bare 20-byte TCP header; options
+	// (timestamps, usually) come out of it (RFC 9293 section 3.7.1).
+	room := s.mss - (p.DataOffset() - 20)
+	for off := 0; ; off += room {
+		piece := out[min(off, len(out)):min(off+room, len(out))]
+		last := off+room >= len(out)
 		flags := g.flags
 		if !last {
 			flags &^= capture.FlagFIN | capture.FlagPSH
@@ -563,7 +685,7 @@ func (t *Table) sendPending(s *sess, g *pendingSeg) bool {
 			break
 		}
 	}
-	if g.isData() {
+	if g.isData() || fin != 0 {
 		s.holdSince = time.Time{}
 		if s.lastReqAck.LessThan(g.ack) {
 			s.lastReqAck = g.ack
@@ -581,8 +703,12 @@ func (t *Table) sendPending(s *sess, g *pendingSeg) bool {
 // client bytes move up by their length; injected bytes were accounted for
 // in the ISN instead.
 func (t *Table) sendGenerated(s *sess, data []byte, shift bool) {
-	for off := 0; off < len(data); off += s.mss {
-		piece := data[off:min(off+s.mss, len(data))]
+	room := s.mss
+	if s.tsOK {
+		room -= 12 // the timestamps option, padded
+	}
+	for off := 0; off < len(data); off += room {
+		piece := data[off:min(off+room, len(data))]
 		seq := s.sndNxt
 		b, err := capture.AppendSegment(t.buf(120+len(piece)), &capture.Segment{
 			Src: s.client.AddrPort(), Dst: s.target.AddrPort(),

@@ -254,7 +254,7 @@ func TestHandshakeTimeout(t *testing.T) {
 	}
 }
 
-func TestPortReuseRetiresOldSession(t *testing.T) {
+func TestPortReuseAfterClose(t *testing.T) {
 	h := newHarness(t, Config{})
 	h.handshake()
 	h.client(1001, 7001, rst, "")
@@ -263,7 +263,61 @@ func TestPortReuseRetiresOldSession(t *testing.T) {
 	h.client(9000, 0, syn, "")
 	h.expect(capture.Segment{Seq: 9000, Flags: syn})
 	st := h.tab.Stats()
-	if st.Retired != 1 || st.Started != 2 || st.Active != 1 {
+	if st.Retired != 0 || st.Started != 2 || st.Active != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestPortReuseWaitsForBusySession(t *testing.T) {
+	h := newHarness(t, Config{ResponseQuiet: time.Second})
+	h.handshake()
+	h.client(1001, 7001, psh, "GET /a")
+	h.client(1007, 7011, psh, "GET /b") // held for the answer to /a
+	h.client(1013, 7020, fin, "")
+	h.out.take()
+	// The client is done online and reuses the port at once.
+	h.client(9000, 0, syn, "")
+	h.client(9001, 100, psh, "GET /c")
+	h.expect()
+	if st := h.tab.Stats(); st.PortWaits != 1 || st.Started != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	h.target(5001, 1007, psh, "0123456789")
+	h.expect(capture.Segment{Seq: 1007, Ack: 5011, Flags: ack},
+		capture.Segment{Seq: 1007, Ack: 5011, Flags: psh, Payload: []byte("GET /b")})
+	h.target(5011, 1013, psh, "012345678")
+	h.expect(capture.Segment{Seq: 1013, Ack: 5020, Flags: ack},
+		capture.Segment{Seq: 1013, Ack: 5020, Flags: fin})
+	h.target(5020, 1014, fin, "")
+	// The old session is done: the waiting connection starts.
+	h.expect(capture.Segment{Seq: 1014, Ack: 5021, Flags: ack},
+		capture.Segment{Seq: 9000, Flags: syn})
+	h.target(7000, 9001, synack, "")
+	h.expect(capture.Segment{Seq: 9001, Ack: 7001, Flags: ack},
+		capture.Segment{Seq: 9001, Ack: 7001, Flags: psh, Payload: []byte("GET /c")})
+	if st := h.tab.Stats(); st.Retired != 0 || st.Started != 2 || st.Finished != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestPortReuseRetiresStuckSession(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.handshake()
+	h.client(1001, 7001, psh, "GET /a") // the target never answers
+	h.out.take()
+	h.client(9000, 0, syn, "")
+	h.expect()
+	h.wait(3100 * time.Millisecond)
+	out := h.out.take()
+	var rstSeen, synSeen bool
+	for _, p := range out {
+		rstSeen = rstSeen || p.Flags()&capture.FlagRST != 0 && p.Seq() == 1007
+		synSeen = synSeen || p.Flags() == syn && p.Seq() == 9000
+	}
+	if !rstSeen || !synSeen {
+		t.Errorf("want the old session reset and the new SYN sent: %v", out)
+	}
+	if st := h.tab.Stats(); st.Retired != 1 || st.Started != 2 {
 		t.Errorf("stats %+v", st)
 	}
 }
