@@ -3,8 +3,12 @@ package intercept
 import (
 	"fmt"
 	"log/slog"
+	"math/bits"
 	"net/netip"
 )
+
+// isPow2 rate-limits logs to counts 1, 2, 4, 8, ...
+func isPow2(n uint64) bool { return bits.OnesCount64(n) == 1 }
 
 // NFQueueConfig configures an NFQueue. Every zero value picks the documented
 // default.
@@ -24,9 +28,9 @@ type NFQueueConfig struct {
 	// reported (administrators' own connections to the target, health
 	// checks). Zero: none.
 	PassList []netip.Prefix
-	// Batch is the most packets handed to report in one call; what is
-	// already read is batched, nothing waits for a batch to fill.
-	// Zero: 64.
+	// Batch is the most packets handed to report in one call, and so in
+	// one batch DROP verdict; what is already read is batched, nothing
+	// waits for a batch to fill. Zero: 64.
 	Batch int
 	// ReadBuffer is the netlink socket's receive buffer in bytes (capped by
 	// net.core.rmem_max). Zero: 8 MiB.
@@ -43,12 +47,15 @@ type NFQueueConfig struct {
 // Reported, Passed or Undecodable, except those in flight when Run stops
 // (the kernel drops them when the queue is unbound).
 type NFQueueStats struct {
-	Received      uint64 // packets read from the queue
-	Reported      uint64 // decoded, given DROP and handed to report
-	Passed        uint64 // destination on the PassList: ACCEPT
-	Undecodable   uint64 // not a TCP datagram Decode accepts: ACCEPT
-	VerdictErrors uint64 // verdicts the kernel did not take
-	ReceiveErrors uint64 // socket overruns (ENOBUFS): the kernel dropped messages to us
+	Received    uint64 // packets read from the queue
+	Reported    uint64 // decoded, given DROP and handed to report
+	Passed      uint64 // destination on the PassList: ACCEPT
+	Undecodable uint64 // not a TCP datagram Decode accepts: ACCEPT
+	// VerdictBatches counts the batch DROP verdicts sent; Reported divided
+	// by it is the mean batch.
+	VerdictBatches uint64
+	VerdictErrors  uint64 // verdicts the kernel did not take
+	ReceiveErrors  uint64 // socket overruns (ENOBUFS): the kernel dropped messages to us
 }
 
 func (c *NFQueueConfig) withDefaults() (NFQueueConfig, *slog.Logger, error) {

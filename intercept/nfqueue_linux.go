@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/bits"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,9 +19,19 @@ import (
 // NFQueue is an Interceptor that reads the target's responses from an
 // NFQUEUE queue (the classic deployment: `iptables -I OUTPUT -p tcp --sport
 // PORT -j NFQUEUE --queue-num N` on the target; NFQueue does not install the
-// rule). Each packet that decodes and is not on the PassList gets the verdict
-// DROP and is reported; the others get ACCEPT. IPv4 and IPv6 share the queue
-// (the kernel ignores the bind family since Linux 3.8).
+// rule, NFQueueRules does). Each packet that decodes and is not on the
+// PassList gets the verdict DROP and is reported; the others get ACCEPT.
+// IPv4 and IPv6 share the queue (the kernel ignores the bind family since
+// Linux 3.8).
+//
+// Verdicts are batched: ACCEPTs go out one by one as packets arrive, and
+// the DROPs of each batch handed to report go out as one
+// NFQNL_MSG_VERDICT_BATCH for the batch's highest packet id, which the
+// kernel applies to every packet still queued with an id up to it
+// (nfqnl_recv_verdict_batch). Packet ids rise in queue order and every
+// earlier ACCEPT was sent before, so the batch covers exactly the packets
+// to drop, plus any whose netlink message was lost to a socket overrun
+// (ReceiveErrors), which are dropped instead of left to fill the queue.
 //
 // The netlink socket lives in the network namespace of the thread that calls
 // Open, or Run when Open was not called, unless NFQueueConfig.NetNS names
@@ -31,7 +40,7 @@ type NFQueue struct {
 	cfg NFQueueConfig
 	log *slog.Logger
 	c   struct {
-		received, reported, passed, undecodable, verdictErrors, receiveErrors atomic.Uint64
+		received, reported, passed, undecodable, verdictBatches, verdictErrors, receiveErrors atomic.Uint64
 	}
 
 	mu      sync.Mutex
@@ -46,6 +55,7 @@ var _ Interceptor = (*NFQueue)(nil)
 
 // nfSlot carries one packet from the netlink reader to Run.
 type nfSlot struct {
+	id  uint32 // the kernel's packet id
 	buf []byte
 	pkt capture.Packet
 }
@@ -62,12 +72,13 @@ func NewNFQueue(cfg *NFQueueConfig) (*NFQueue, error) {
 // Stats returns a snapshot of the counters.
 func (q *NFQueue) Stats() NFQueueStats {
 	return NFQueueStats{
-		Received:      q.c.received.Load(),
-		Reported:      q.c.reported.Load(),
-		Passed:        q.c.passed.Load(),
-		Undecodable:   q.c.undecodable.Load(),
-		VerdictErrors: q.c.verdictErrors.Load(),
-		ReceiveErrors: q.c.receiveErrors.Load(),
+		Received:       q.c.received.Load(),
+		Reported:       q.c.reported.Load(),
+		Passed:         q.c.passed.Load(),
+		Undecodable:    q.c.undecodable.Load(),
+		VerdictBatches: q.c.verdictBatches.Load(),
+		VerdictErrors:  q.c.verdictErrors.Load(),
+		ReceiveErrors:  q.c.receiveErrors.Load(),
 	}
 }
 
@@ -220,6 +231,7 @@ func (q *NFQueue) Run(ctx context.Context, report func(pkts []capture.Packet)) e
 		case <-ctx.Done():
 			return 1 // no verdict: unbinding the queue drops the packet
 		}
+		s.id = id
 		s.buf = append(s.buf[:0], payload...)
 		s.pkt.Decode(s.buf) // decoded above already
 		if a.Timestamp != nil {
@@ -227,7 +239,6 @@ func (q *NFQueue) Run(ctx context.Context, report func(pkts []capture.Packet)) e
 		} else {
 			s.pkt.Time = time.Now() // locally sent packets carry no timestamp
 		}
-		q.verdict(nf, id, nfqueue.NfDrop)
 		ready <- s
 		return 0
 	}
@@ -236,11 +247,12 @@ func (q *NFQueue) Run(ctx context.Context, report func(pkts []capture.Packet)) e
 	if err = nf.RegisterWithErrorFunc(ctx, hook, errfn); err != nil {
 		err = fmt.Errorf("intercept: bind NFQUEUE %d: %w", q.cfg.Queue, err)
 	} else {
-		q.consume(ctx, ready, free, report)
+		q.consume(ctx, nf, ready, free, report)
 	}
 	cancel()
 	nf.Close() // waits for go-nfqueue's reader, so no more slots come in
-	// Report what was read and dropped before the end.
+	// Report what was read before the end; unbinding the queue made the
+	// kernel drop those packets.
 	q.drain(ready, free, report)
 
 	q.mu.Lock()
@@ -259,7 +271,7 @@ func (q *NFQueue) Run(ctx context.Context, report func(pkts []capture.Packet)) e
 }
 
 // consume hands ready packets to report in batches of what is available.
-func (q *NFQueue) consume(ctx context.Context, ready <-chan *nfSlot, free chan<- *nfSlot, report func([]capture.Packet)) {
+func (q *NFQueue) consume(ctx context.Context, nf *nfqueue.Nfqueue, ready <-chan *nfSlot, free chan<- *nfSlot, report func([]capture.Packet)) {
 	taken := make([]*nfSlot, 0, q.cfg.Batch)
 	pkts := make([]capture.Packet, 0, q.cfg.Batch)
 	for {
@@ -278,6 +290,10 @@ func (q *NFQueue) consume(ctx context.Context, ready <-chan *nfSlot, free chan<-
 				break more
 			}
 		}
+		// One DROP for the batch before reporting it: the packets are
+		// copied, and the kernel holds them (and counts them against
+		// MaxQueueLen) until it has a verdict.
+		q.verdictBatch(nf, taken[len(taken)-1].id)
 		taken, pkts = q.deliver(taken, pkts, free, report)
 	}
 }
@@ -312,6 +328,15 @@ func (q *NFQueue) deliver(taken []*nfSlot, pkts []capture.Packet, free chan<- *n
 	return taken[:0], pkts[:0]
 }
 
+func (q *NFQueue) verdictBatch(nf *nfqueue.Nfqueue, id uint32) {
+	q.c.verdictBatches.Add(1)
+	if err := nf.SetVerdictBatch(id, nfqueue.NfDrop); err != nil {
+		if n := q.c.verdictErrors.Add(1); isPow2(n) {
+			q.log.Warn("intercept: NFQUEUE batch verdict", "queue", q.cfg.Queue, "err", err, "count", n)
+		}
+	}
+}
+
 func (q *NFQueue) verdict(nf *nfqueue.Nfqueue, id uint32, v int) {
 	if err := nf.SetVerdict(id, v); err != nil {
 		if n := q.c.verdictErrors.Add(1); isPow2(n) {
@@ -319,9 +344,6 @@ func (q *NFQueue) verdict(nf *nfqueue.Nfqueue, id uint32, v int) {
 		}
 	}
 }
-
-// isPow2 rate-limits logs to counts 1, 2, 4, 8, ...
-func isPow2(n uint64) bool { return bits.OnesCount64(n) == 1 }
 
 // nfLogger sends go-nfqueue's messages to slog at debug level: they include
 // routine ones ("Stop receiving nfqueue messages" at every shutdown).

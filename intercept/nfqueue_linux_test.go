@@ -3,12 +3,9 @@ package intercept
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,61 +15,61 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shadowcopy/tcpcopy/capture"
+	"github.com/shadowcopy/tcpcopy/internal/netlab"
 )
 
 // TestNFQueue runs the classic deployment in a namespace of its own: an
-// iptables OUTPUT rule queues the SYN-ACKs of a listener; NFQueue must
-// report them and DROP them (the connecting client never completes), and
-// ACCEPT those to a PassList destination (that client connects).
+// iptables OUTPUT rule (installed by NFQueueRules) queues the SYN-ACKs of a
+// listener; NFQueue must report them and DROP them (the connecting client
+// never completes), and ACCEPT those to a PassList destination (that client
+// connects).
 func TestNFQueue(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates a network namespace and iptables rules")
-	}
-	for _, tool := range []string{"ip", "iptables"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not found: %v", tool, err)
-		}
-	}
+	lab := netlab.New(t)
+	lab.Require("iptables")
 	_, err6 := exec.LookPath("ip6tables")
-	ns := newNetns(t)
-	cmd(t, "ip", "-n", ns, "link", "set", "lo", "up")
-	cmd(t, "ip", "-n", ns, "addr", "add", "198.18.0.1/32", "dev", "lo") // the pass-listed client
+	ns := lab.Namespace("nfq")
+	const (
+		server4 = "198.18.0.2"
+		pass4   = "198.18.0.1" // the pass-listed client
+		server6 = "fd00:198:18::2"
+	)
+	ns.AddAddr("lo", netip.MustParsePrefix(server4+"/32"))
+	ns.AddAddr("lo", netip.MustParsePrefix(pass4+"/32"))
+	if err6 == nil {
+		ns.AddAddr("lo", netip.MustParsePrefix(server6+"/128"))
+	}
 
 	const queue = 7
-	q, err := NewNFQueue(&NFQueueConfig{Queue: queue, PassList: []netip.Prefix{netip.MustParsePrefix("198.18.0.0/31")}})
+	q, err := NewNFQueue(&NFQueueConfig{Queue: queue, PassList: []netip.Prefix{netip.MustParsePrefix(pass4 + "/32")}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ln4, ln6 net.Listener
-	err = inNetns(ns, func() error {
-		var err error
-		if ln4, err = net.Listen("tcp4", "127.0.0.1:0"); err != nil {
-			return err
+	if err := ns.Do(q.Open); err != nil {
+		t.Fatal(err)
+	}
+	ln4 := ns.Listen("tcp4", server4+":0")
+	ports := []uint16{uint16(ln4.Addr().(*net.TCPAddr).Port)}
+	var ln6 net.Listener
+	if err6 == nil {
+		ln6 = ns.Listen("tcp6", "["+server6+"]:0")
+		ports = append(ports, uint16(ln6.Addr().(*net.TCPAddr).Port))
+	}
+	family := "ipv4"
+	if err6 == nil {
+		family = ""
+	}
+	rules, err := NewNFQueueRules(&NFQueueRulesConfig{Ports: ports, Queue: queue, Family: family, Command: ns.Command})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rules.Install(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := rules.Remove(); err != nil {
+			t.Errorf("remove rules: %v", err)
 		}
-		if err6 == nil {
-			if ln6, err = net.Listen("tcp6", "[::1]:0"); err != nil {
-				return err
-			}
-		}
-		return q.Open()
 	})
-	if ln4 != nil {
-		t.Cleanup(func() { ln4.Close() })
-	}
-	if ln6 != nil {
-		t.Cleanup(func() { ln6.Close() })
-	}
-	if err != nil {
-		q.Close()
-		t.Fatal(err)
-	}
-	port4 := ln4.Addr().(*net.TCPAddr).Port
-	addRule(t, ns, "iptables", port4, queue)
-	var port6 int
-	if ln6 != nil {
-		port6 = ln6.Addr().(*net.TCPAddr).Port
-		addRule(t, ns, "ip6tables", port6, queue)
-	}
 
 	var mu sync.Mutex
 	var seen []capture.Flow
@@ -100,7 +97,7 @@ func TestNFQueue(t *testing.T) {
 
 	dial := func(network, local, remote string, timeout time.Duration) (netip.AddrPort, error) {
 		var la netip.AddrPort
-		err := inNetns(ns, func() error {
+		err := ns.Do(func() error {
 			d := net.Dialer{Timeout: timeout}
 			if local != "" {
 				d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(local)}
@@ -146,17 +143,38 @@ func TestNFQueue(t *testing.T) {
 	}
 	t.Run("passlist", func(t *testing.T) {
 		before := q.Stats()
-		if _, err := dial("tcp4", "198.18.0.1", ln4.Addr().String(), 5*time.Second); err != nil {
+		if _, err := dial("tcp4", pass4, ln4.Addr().String(), 5*time.Second); err != nil {
 			t.Fatalf("pass-listed client: %v", err)
 		}
 		if st := q.Stats(); st.Passed <= before.Passed || st.Reported != before.Reported {
 			t.Errorf("stats before %+v after %+v", before, st)
 		}
 	})
+	t.Run("burst", func(t *testing.T) {
+		// Many SYNs at once: every SYN-ACK (and its retransmissions) is
+		// reported and dropped, with fewer batch verdicts than packets when
+		// they queue up. Bounded: 64 dials of at most 1 s each.
+		before := q.Stats()
+		var wg sync.WaitGroup
+		for range 64 {
+			wg.Go(func() {
+				if _, err := dial("tcp4", "", ln4.Addr().String(), time.Second); err == nil {
+					t.Error("a client connected")
+				}
+			})
+		}
+		wg.Wait()
+		st := q.Stats()
+		reported, batches := st.Reported-before.Reported, st.VerdictBatches-before.VerdictBatches
+		t.Logf("burst: %d responses reported in %d batch verdicts", reported, batches)
+		if reported < 64 || batches == 0 || batches > reported {
+			t.Errorf("burst: %d reported, %d batches", reported, batches)
+		}
+	})
 	t.Run("netns-config", func(t *testing.T) {
 		// NFQueueConfig.NetNS opens the socket in a namespace without
 		// switching the caller's thread.
-		fd, err := unix.Open("/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		fd, err := unix.Open("/var/run/netns/"+ns.Name(), unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -175,9 +193,72 @@ func TestNFQueue(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	st := q.Stats()
-	if st.Reported == 0 || st.Received != st.Reported+st.Passed+st.Undecodable || st.VerdictErrors != 0 {
+	// SYN-ACK retransmissions keep coming; wait for a moment with none in
+	// flight for the accounting.
+	waitFor(t, "accounting", func() bool {
+		st := q.Stats()
+		return st.Received == st.Reported+st.Passed+st.Undecodable
+	})
+	if st := q.Stats(); st.Reported == 0 || st.VerdictErrors != 0 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestNFQueueRules installs and removes the rules in a namespace and checks
+// that Remove takes away exactly what Install added, that a failed Install
+// rolls back, and that Remove is idempotent.
+func TestNFQueueRules(t *testing.T) {
+	lab := netlab.New(t)
+	lab.Require("iptables", "ip6tables")
+	ns := lab.Namespace("rules")
+	list := func(tool string) string { return ns.Run(tool, "-w", "5", "-S", "OUTPUT") }
+	// A rule the administrator had already: Remove must leave it.
+	ns.Run("iptables", "-w", "5", "-A", "OUTPUT", "-p", "tcp", "--sport", "80", "-j", "ACCEPT")
+	before4, before6 := list("iptables"), list("ip6tables")
+
+	r, err := NewNFQueueRules(&NFQueueRulesConfig{Ports: []uint16{80, 8080}, Queue: 3, Bypass: true, Command: ns.Command})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Remove(); err != nil { // before Install: nothing to do
+		t.Fatal(err)
+	}
+	if err := r.Install(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Remove() })
+	if err := r.Install(); err == nil {
+		t.Error("second Install accepted")
+	}
+	for _, tool := range []string{"iptables", "ip6tables"} {
+		out := list(tool)
+		for _, port := range []string{"80", "8080"} {
+			want := "--sport " + port + " -m comment --comment tcpcopy-intercept -j NFQUEUE --queue-num 3 --queue-bypass"
+			if !strings.Contains(out, want) {
+				t.Errorf("%s: no rule %q in\n%s", tool, want, out)
+			}
+		}
+	}
+	if err := r.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Remove(); err != nil {
+		t.Fatalf("second Remove: %v", err)
+	}
+	if a, b := list("iptables"), list("ip6tables"); a != before4 || b != before6 {
+		t.Errorf("after Remove:\n%s\n%s\nwant\n%s\n%s", a, b, before4, before6)
+	}
+
+	// ip6tables fails: the IPv4 rules already inserted are rolled back.
+	bad, err := NewNFQueueRules(&NFQueueRulesConfig{Ports: []uint16{81}, IP6Tables: "/nonexistent/ip6tables", Command: ns.Command})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bad.Install(); err == nil || !strings.Contains(err.Error(), "/nonexistent/ip6tables") {
+		t.Errorf("Install with a missing tool: %v", err)
+	}
+	if a := list("iptables"); a != before4 {
+		t.Errorf("after a failed Install:\n%s\nwant\n%s", a, before4)
 	}
 }
 
@@ -186,83 +267,17 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-func cmd(t *testing.T, name string, args ...string) {
-	t.Helper()
-	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-}
-
-// newNetns creates a network namespace deleted when the test ends.
-func newNetns(t *testing.T) string {
-	t.Helper()
-	ns := fmt.Sprintf("tcnnfq-%d", os.Getpid())
-	cmd(t, "ip", "netns", "add", ns)
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v\n%s", ns, err, out)
-		}
-	})
-	return ns
-}
-
-// addRule queues the responses from port to queue; the rule is deleted
-// when the test ends (and dies with the namespace anyway).
-func addRule(t *testing.T, ns, tool string, port, queue int) {
-	t.Helper()
-	rule := []string{"OUTPUT", "-p", "tcp", "--sport", strconv.Itoa(port), "-j", "NFQUEUE", "--queue-num", strconv.Itoa(queue)}
-	cmd(t, "ip", append([]string{"netns", "exec", ns, tool, "-I"}, rule...)...)
-	t.Cleanup(func() {
-		exec.Command("ip", append([]string{"netns", "exec", ns, tool, "-D"}, rule...)...).Run()
-	})
-}
-
 // waitBound waits until the namespace's kernel lists queue as bound, so no
 // SYN-ACK meets an unbound queue (the kernel would drop it).
-func waitBound(t *testing.T, ns string, queue int) {
+func waitBound(t *testing.T, ns *netlab.NS, queue int) {
 	t.Helper()
 	waitFor(t, "queue bound", func() bool {
-		out, _ := exec.Command("ip", "netns", "exec", ns, "cat", "/proc/net/netfilter/nfnetlink_queue").Output()
-		for _, line := range strings.Split(string(out), "\n") {
+		out, _ := ns.RunErr("cat", "/proc/net/netfilter/nfnetlink_queue")
+		for _, line := range strings.Split(out, "\n") {
 			if f := strings.Fields(line); len(f) > 0 && f[0] == strconv.Itoa(queue) {
 				return true
 			}
 		}
 		return false
 	})
-}
-
-// inNetns runs fn on a thread switched into the named namespace, then
-// switches back. If switching back fails the thread stays locked, so the
-// runtime discards it instead of reusing it in the wrong namespace.
-func inNetns(name string, fn func() error) error {
-	target, err := unix.Open("/run/netns/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("open netns %s: %w", name, err)
-	}
-	defer unix.Close(target)
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer unix.Close(orig)
-		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("setns %s: %w", name, err)
-			return
-		}
-		ferr := fn()
-		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
-			errc <- errors.Join(ferr, fmt.Errorf("setns back: %w", err))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
 }

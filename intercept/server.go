@@ -304,14 +304,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		}
 		delay = 0
 		s.c.accepted.Add(1)
-		if s.handshaking.Add(1) > int64(s.cfg.MaxHandshakes) {
-			s.handshaking.Add(-1)
+		// Only this loop adds to handshaking, so it never passes the cap.
+		if s.handshaking.Load() >= int64(s.cfg.MaxHandshakes) {
 			nc.Close()
 			if n := s.c.refused.Add(1); isPow2(n) {
 				s.log.Warn("intercept: refused connection: too many handshakes in progress", "remote", nc.RemoteAddr(), "max", s.cfg.MaxHandshakes, "refused", n)
 			}
 			continue
 		}
+		s.handshaking.Add(1)
 		wg.Go(func() { s.handle(ctx, nc) })
 	}
 	cancel()
@@ -419,6 +420,17 @@ func (s *Server) handle(ctx context.Context, nc net.Conn) {
 // handshake runs TLS (if configured) and the hello of either framing under
 // HandshakeTimeout. It returns nil after logging and counting a failure.
 func (s *Server) handshake(nc net.Conn, remote string) (*copierConn, *bufio.Reader) {
+	s.mu.Lock()
+	full := len(s.conns) >= s.cfg.MaxCopiers
+	s.mu.Unlock()
+	if full {
+		// Checked again when the copier is registered; this spares the
+		// handshake (and the copier a welcome followed by a close).
+		if n := s.c.refused.Add(1); isPow2(n) {
+			s.log.Warn("intercept: refused copier: too many copier connections", "remote", remote, "max", s.cfg.MaxCopiers, "refused", n)
+		}
+		return nil, nil
+	}
 	nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
 	conn := nc
 	if s.cfg.TLS != nil {
@@ -599,12 +611,27 @@ func (c *copierConn) sameCopier(d *copierConn) bool {
 	return c.id != 0 && c.id == d.id
 }
 
+// unregister forgets c. Its routes move to another connection of the
+// same copier, if one is up (the copier's hash sends later ClientAdds there
+// too), or end.
 func (s *Server) unregister(c *copierConn) {
 	s.mu.Lock()
 	delete(s.conns, c)
+	var heir *copierConn
+	for d := range s.conns {
+		if d.sameCopier(c) {
+			heir = d
+			break
+		}
+	}
 	for k, r := range s.routes {
 		if r.conn == c {
-			delete(s.routes, k)
+			if heir != nil {
+				r.conn = heir
+				s.routes[k] = r
+			} else {
+				delete(s.routes, k)
+			}
 		}
 	}
 	s.mu.Unlock()

@@ -1,12 +1,14 @@
 package intercept
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"io"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -134,6 +136,23 @@ func startClient(t *testing.T, cfg ClientConfig) (*Client, *recorder) {
 		t.Fatal(err)
 	}
 	return cl, rec
+}
+
+// rawCopier dials addr and runs the native handshake by hand; the test then
+// writes frames itself.
+func rawCopier(t *testing.T, addr string, secret []byte) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := clientHandshake(c, bufio.NewReader(c), secret, 42); err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Time{})
+	return c
 }
 
 func announce(t *testing.T, h *harness, cl *Client, client, target string) {
@@ -315,8 +334,10 @@ func TestServerRejectsGarbageHello(t *testing.T) {
 		reply    []byte
 	}{
 		{"http", "GET / HTTP/1.1\r\n\r\n", nil},
-		{"classic", string(make([]byte, 14)), nil},
-		{"version 2", "TCPC\x02\x00\x00\x00", AppendHello(nil, Hello{Version: 1})},
+		{"classic", string(AppendClassicVersion(nil)), nil},
+		{"version 1", "TCPC\x01\x00\x00\x00", AppendHello(nil, Hello{Version: 2})},
+		{"version 3", "TCPC\x03\x00\x00\x00" + strings.Repeat("x", 24), AppendHello(nil, Hello{Version: 2})},
+		{"short", "TC", nil},
 	} {
 		c, err := net.Dial("tcp", h.addr)
 		if err != nil {
@@ -333,7 +354,7 @@ func TestServerRejectsGarbageHello(t *testing.T) {
 			t.Errorf("%s: server answered %q, want %q", tt.name, b, tt.reply)
 		}
 	}
-	waitFor(t, "bad hellos", func() bool { return h.srv.Stats().BadHello == 3 })
+	waitFor(t, "bad hellos", func() bool { return h.srv.Stats().BadHello == 5 })
 
 	// The server still serves good copiers.
 	cl, rec := startClient(t, ClientConfig{Servers: []string{h.addr}})
@@ -344,19 +365,14 @@ func TestServerRejectsGarbageHello(t *testing.T) {
 
 func TestServerClosesOnProtocolError(t *testing.T) {
 	h := startServer(t, ServerConfig{})
-	c, err := net.Dial("tcp", h.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.Write(AppendHello(nil, Hello{Version: 1}))
+	c := rawCopier(t, h.addr, nil)
 	add, _ := AppendClientAdd(nil, ep("198.18.0.1:1"), ep("198.19.0.2:80"))
 	c.Write(add)
 	c.Write([]byte{byte(FrameResponses), 0, 0, 2, 0, 0}) // wrong direction
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	b, err := io.ReadAll(c)
-	if err != nil || len(b) != HelloLen {
-		t.Fatalf("read %q, %v; want the hello then EOF", b, err)
+	if err != nil || len(b) != 0 {
+		t.Fatalf("read %q, %v; want EOF", b, err)
 	}
 	waitFor(t, "protocol error", func() bool { st := h.srv.Stats(); return st.ProtocolErrors == 1 && st.Copiers == 0 })
 	if st := h.srv.Stats(); st.Routes != 0 || st.Announced != 1 {
@@ -502,12 +518,7 @@ func TestClientRejectsOtherVersion(t *testing.T) {
 func TestServerSlowCopierDoesNotBlock(t *testing.T) {
 	h := startServer(t, ServerConfig{PayloadLimit: 1 << 16, QueueBytes: 64 << 10, WriteTimeout: time.Hour})
 	// A copier that announces and then never reads.
-	c, err := net.Dial("tcp", h.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.Write(AppendHello(nil, Hello{Version: 1}))
+	c := rawCopier(t, h.addr, nil)
 	add, _ := AppendClientAdd(nil, ep("198.18.0.9:1"), ep("198.19.0.2:80"))
 	c.Write(add)
 	waitFor(t, "slow copier's route", func() bool { return h.srv.Stats().Routes == 1 })
@@ -554,12 +565,7 @@ func TestServerLifecycle(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(context.Background(), ln) }()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.Write(AppendHello(nil, Hello{Version: 1}))
+	c := rawCopier(t, ln.Addr().String(), nil)
 	waitFor(t, "copier", func() bool { return srv.Stats().Copiers == 1 })
 	srv.Close()
 	srv.Close()
@@ -567,7 +573,7 @@ func TestServerLifecycle(t *testing.T) {
 		t.Errorf("Serve = %v", err)
 	}
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if b, err := io.ReadAll(c); err != nil || len(b) != HelloLen {
+	if b, err := io.ReadAll(c); err != nil || len(b) != 0 {
 		t.Errorf("copier connection after Close: %q, %v", b, err)
 	}
 	if _, err := net.Dial("tcp", ln.Addr().String()); err == nil {

@@ -77,12 +77,12 @@ func TestGoldenPackets(t *testing.T) {
 
 func TestGoldenHello(t *testing.T) {
 	got := AppendHello(nil, Hello{Version: WireVersion})
-	want := unhex(t, "54435043 01 00 0000")
+	want := unhex(t, "54435043 02 00 0000")
 	if !bytes.Equal(got, want) {
 		t.Fatalf("hello = %x, want %x", got, want)
 	}
 	h, err := ParseHello(got)
-	if err != nil || h != (Hello{Version: 1}) {
+	if err != nil || h != (Hello{Version: 2}) {
 		t.Fatalf("ParseHello = %+v, %v", h, err)
 	}
 	for _, bad := range []string{"GET / HT", "\x00\x00\x00\x00\x00\x06\x00\x00", "TCPC"} {
@@ -90,12 +90,12 @@ func TestGoldenHello(t *testing.T) {
 			t.Errorf("ParseHello(%q) = %v, want ErrProtocol", bad, err)
 		}
 	}
-	h, err = ParseHello(unhex(t, "54435043 02 00 0000"))
+	h, err = ParseHello(unhex(t, "54435043 01 00 0000"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := h.checkVersion(); !errors.Is(err, ErrProtocol) || !strings.Contains(err.Error(), "version 2") {
-		t.Errorf("version 2: %v", err)
+	if err := h.checkVersion(); !errors.Is(err, ErrProtocol) || !strings.Contains(err.Error(), "version 1") {
+		t.Errorf("version 1: %v", err)
 	}
 }
 
