@@ -112,6 +112,10 @@ type sess struct {
 	closedByTarget bool // the target reset it; later client data resumes it
 
 	waiting []*successor // new connections on the same port, oldest first
+
+	idx   int  // place in Table.all
+	hot   bool // on Table.hot
+	freed bool // removed from the table
 }
 
 // established learns the target's side of the handshake from its SYN-ACK.

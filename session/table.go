@@ -16,6 +16,10 @@ import (
 type Table struct {
 	cfg      Config
 	sessions map[capture.Endpoint]*sess
+	all      []*sess // every session, for the sweep; sess.idx is its place
+	cursor   int     // the sweep's next place in all
+	hot      []*sess // sessions with a punctual timer armed
+	hotSpare []*sess
 	now      time.Time
 	lastScan time.Time
 	c        counters
@@ -91,6 +95,7 @@ func (t *Table) HandleClient(p *capture.Packet) {
 					n := &successor{isn: p.Seq(), since: t.now}
 					n.add(t, p)
 					s.waiting = append(s.waiting, n)
+					t.markHot(s)
 					return
 				}
 				t.retire(s) // the line is full: the oldest gives way
@@ -153,6 +158,7 @@ func (t *Table) HandleClient(p *capture.Packet) {
 		return
 	}
 	t.pump(s)
+	t.markHot(s)
 }
 
 func (t *Table) newSession(client, target capture.Endpoint) *sess {
@@ -168,6 +174,8 @@ func (t *Table) newSession(client, target capture.Endpoint) *sess {
 		}
 	}
 	t.sessions[client] = s
+	s.idx = len(t.all)
+	t.all = append(t.all, s)
 	t.c.started.Add(1)
 	t.c.active.Add(1)
 	if t.cfg.OnOpen != nil {
@@ -264,6 +272,7 @@ func (t *Table) sendSYN(s *sess) {
 	s.synSentAt, s.lastSend = t.now, t.now
 	s.rto = t.cfg.RTO
 	t.queue(s.syn)
+	t.markHot(s)
 }
 
 // synSeq is the sequence number of the SYN sent.
@@ -284,6 +293,7 @@ func (t *Table) HandleResponse(p *capture.Packet) {
 		return
 	}
 	t.c.responses.Add(1)
+	defer t.markHot(s)
 	s.lastActive = t.now
 	flags := p.Flags()
 	if flags&capture.FlagRST != 0 {
@@ -379,15 +389,66 @@ func (t *Table) dropInflight(s *sess) {
 
 // Tick runs the timers as of now and sends what the calls since the last
 // Tick produced.
+//
+// Timers that must be punctual (handshake, retransmission, request release,
+// a waiting port, a gap) are run every few milliseconds, but only for the
+// sessions that have one armed; the slow ones (idle, keepalive, linger) by
+// a sweep through all sessions that takes a second. So a Tick costs what the
+// busy sessions cost, not what the table holds.
 func (t *Table) Tick(now time.Time) {
 	t.advance(now)
 	if t.now.Sub(t.lastScan) >= scanEvery {
 		t.lastScan = t.now
-		for _, s := range t.sessions {
+		cur := t.hot
+		t.hot = t.hotSpare[:0]
+		for _, s := range cur {
+			s.hot = false
+			if s.freed {
+				continue
+			}
 			t.timers(s)
+			t.markHot(s)
 		}
+		clear(cur)
+		t.hotSpare = cur[:0]
+		t.sweep()
 	}
 	t.flush()
+}
+
+// sweepPeriod is how long the sweep takes to visit every session.
+const sweepPeriod = time.Second
+
+// sweep runs the timers of the next slice of all sessions.
+func (t *Table) sweep() {
+	n := max(len(t.all)*int(scanEvery)/int(sweepPeriod), 64)
+	for ; n > 0 && len(t.all) > 0; n-- {
+		if t.cursor >= len(t.all) {
+			t.cursor = 0
+		}
+		s := t.all[t.cursor]
+		t.cursor++
+		t.timers(s) // may free s, moving another session into its slot
+	}
+}
+
+// needsTimer reports whether the session has a punctual timer armed.
+func (s *sess) needsTimer() bool {
+	switch s.st {
+	case stateSynSent:
+		return true
+	case stateEstablished:
+		return len(s.inflight) > 0 || !s.holdSince.IsZero() || len(s.waiting) > 0 || !s.gapSince.IsZero()
+	}
+	return false
+}
+
+// markHot puts a session on the punctual timer list if it needs it.
+func (t *Table) markHot(s *sess) {
+	if !s.hot && !s.freed && s.needsTimer() {
+		s.hot = true
+		t.hot = append(t.hot, s)
+	}
 }
 
 func (t *Table) timers(s *sess) {
@@ -467,6 +528,11 @@ func (t *Table) free(s *sess) {
 	s.waiting = nil
 	t.close(s)
 	delete(t.sessions, s.client)
+	last := t.all[len(t.all)-1]
+	t.all[s.idx], last.idx = last, s.idx
+	t.all[len(t.all)-1] = nil
+	t.all = t.all[:len(t.all)-1]
+	s.freed = true
 	t.c.active.Add(^uint64(0))
 	if t.cfg.OnClose != nil {
 		t.cfg.OnClose(s.client, s.target)
