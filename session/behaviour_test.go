@@ -326,3 +326,38 @@ func TestSteadyStateAllocs(t *testing.T) {
 type countEmitter struct{ n *int }
 
 func (c countEmitter) Emit(b [][]byte) error { *c.n += len(b); return nil }
+
+// A target under SYN pressure answers with cookies and retransmits its
+// SYN-ACK when our ACK seems lost: each is re-ACKed, and data it already
+// acknowledged is never sent again.
+func TestRetransmittedSynAckReAcked(t *testing.T) {
+	h := newHarness(t, Config{NoWait: true})
+	h.handshake()
+	h.target(5000, 1001, synack, "") // the SYN-ACK again
+	h.expect(capture.Segment{Seq: 1001, Ack: 5001, Flags: ack})
+	h.client(1001, 7001, psh, "abc")
+	h.out.take()
+	h.target(5001, 1004, ack, "")
+	h.target(5000, 1001, synack, "") // a late duplicate after data was acked
+	h.expect(capture.Segment{Seq: 1004, Ack: 5001, Flags: ack})
+	h.wait(5 * time.Second) // no retransmission of acknowledged data
+	for _, p := range h.out.take() {
+		if p.PayloadLen() > 0 {
+			t.Errorf("resent acknowledged data: seq %d", p.Seq())
+		}
+	}
+	if st := h.tab.Stats(); st.Retransmitted != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestPerSessionBufferCap(t *testing.T) {
+	h := newHarness(t, Config{NoWait: true, MaxBuffered: 2})
+	h.client(1000, 0, syn, "") // no SYN-ACK yet: everything waits
+	h.client(1001, 7001, psh, "a")
+	h.client(1002, 7001, psh, "b")
+	h.client(1003, 7001, psh, "c")
+	if st := h.tab.Stats(); st.BufferFull != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
