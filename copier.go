@@ -48,6 +48,11 @@ type Config struct {
 	TickInterval time.Duration
 	// Batch is how many packets one capture read may bring. Zero means 64.
 	Batch int
+	// Drain is how long Run keeps the sessions going after the Capturer
+	// reached its end (a file), until none is open. Tables report open
+	// sessions through an Open() int method (session.Table has it). Zero
+	// means no drain.
+	Drain time.Duration
 	// Logger receives lifecycle events. Nil discards.
 	Logger *slog.Logger
 }
@@ -86,8 +91,10 @@ type shard struct {
 	free  chan *batch
 }
 
-// batch is a copy of packets for one shard, owned by the Copier.
+// batch is a copy of packets for one shard, owned by the Copier; a batch
+// with probe set asks the shard how many sessions are open instead.
 type batch struct {
+	probe chan int
 	resp  bool
 	buf   []byte
 	ends  []int
@@ -225,6 +232,9 @@ func (c *Copier) Run(ctx context.Context) error {
 	// The Capturer is closed to unblock a pending read when ctx ends.
 	stop := context.AfterFunc(ctx, func() { c.cfg.Capturer.Close() })
 	err := c.capture(ctx)
+	if errors.Is(err, io.EOF) && c.cfg.Drain > 0 {
+		c.drain(ctx)
+	}
 	stop()
 	c.cfg.Capturer.Close()
 	stopShards() // shards drain what is queued, then stop
@@ -297,12 +307,47 @@ func (c *Copier) dispatch(bs []*batch, key capture.Endpoint, data []byte, t time
 	c.stats.dispatched.Add(1)
 }
 
+// drain waits until no shard has an open session, Drain passes or ctx
+// ends.
+func (c *Copier) drain(ctx context.Context) {
+	deadline := time.Now().Add(c.cfg.Drain)
+	probe := make(chan int)
+	for time.Now().Before(deadline) {
+		open := 0
+		for _, sh := range c.shards {
+			select {
+			case sh.in <- &batch{probe: probe}:
+			case <-ctx.Done():
+				return
+			}
+			open += <-probe
+		}
+		if open == 0 {
+			return
+		}
+		select {
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
 // runShard owns one table: it hands it the batches and ticks its timers.
 func (c *Copier) runShard(ctx context.Context, sh *shard) {
 	tick := time.NewTicker(c.cfg.TickInterval)
 	defer tick.Stop()
 	var p capture.Packet
+	opener, _ := sh.table.(interface{ Open() int })
 	handle := func(b *batch) {
+		if b.probe != nil {
+			n := 0
+			if opener != nil {
+				n = opener.Open()
+			}
+			b.probe <- n
+			return
+		}
 		start := 0
 		for i, end := range b.ends {
 			data := b.buf[start:end]

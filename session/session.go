@@ -85,6 +85,7 @@ type sess struct {
 	sndUna   capture.Seq
 	sndNxt   capture.Seq
 	finSent  bool
+	sentData bool // a first request went out
 	gapSince time.Time
 
 	// The online server's sequence space as the client's ACKs show it.

@@ -17,6 +17,7 @@ type Stats struct {
 	Retransmitted uint64 // of those, retransmissions
 	Responses     uint64 // target responses handed in
 	Held          uint64 // requests held until the previous response ended
+	Requests      uint64 // requests sent: a session's first data, and data after the client saw more of the answer
 
 	// Drop reasons.
 	NoSession         uint64 // client packet for no session, not copyable mid-stream
@@ -37,12 +38,12 @@ type Stats struct {
 }
 
 type counters struct {
-	started, forged, resumed, active, finished                   atomic.Uint64
-	clientPackets, sent, retransmitted, responses, held          atomic.Uint64
-	noSession, duplicates, absorbedACKs, bufferFull, shed        atomic.Uint64
-	handshakeTimeouts, gapTimeouts, targetResets, lostOnReset    atomic.Uint64
-	idleTimeouts, unknownResponses, retired, skipped, emitErrors atomic.Uint64
-	portWaits                                                    atomic.Uint64
+	started, forged, resumed, active, finished                    atomic.Uint64
+	clientPackets, sent, retransmitted, responses, held, requests atomic.Uint64
+	noSession, duplicates, absorbedACKs, bufferFull, shed         atomic.Uint64
+	handshakeTimeouts, gapTimeouts, targetResets, lostOnReset     atomic.Uint64
+	idleTimeouts, unknownResponses, retired, skipped, emitErrors  atomic.Uint64
+	portWaits                                                     atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
@@ -51,6 +52,7 @@ func (c *counters) snapshot() Stats {
 		Active: c.active.Load(), Finished: c.finished.Load(),
 		ClientPackets: c.clientPackets.Load(), Sent: c.sent.Load(),
 		Retransmitted: c.retransmitted.Load(), Responses: c.responses.Load(), Held: c.held.Load(),
+		Requests:  c.requests.Load(),
 		NoSession: c.noSession.Load(), Duplicates: c.duplicates.Load(),
 		AbsorbedACKs: c.absorbedACKs.Load(), BufferFull: c.bufferFull.Load(), Shed: c.shed.Load(),
 		HandshakeTimeouts: c.handshakeTimeouts.Load(), GapTimeouts: c.gapTimeouts.Load(),
@@ -72,6 +74,7 @@ func (s Stats) Add(o Stats) Stats {
 	s.Retransmitted += o.Retransmitted
 	s.Responses += o.Responses
 	s.Held += o.Held
+	s.Requests += o.Requests
 	s.NoSession += o.NoSession
 	s.Duplicates += o.Duplicates
 	s.AbsorbedACKs += o.AbsorbedACKs

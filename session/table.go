@@ -54,6 +54,17 @@ func (t *Table) Stats() Stats { return t.c.snapshot() }
 // Len is the number of sessions in the table, lingering ones included.
 func (t *Table) Len() int { return len(t.sessions) }
 
+// Open is the number of sessions not yet closed: what a drain waits for.
+func (t *Table) Open() int {
+	n := 0
+	for _, s := range t.all {
+		if s.st != stateClosed {
+			n++
+		}
+	}
+	return n
+}
+
 func (t *Table) advance(ts time.Time) {
 	if ts.After(t.now) {
 		t.now = ts
@@ -750,6 +761,10 @@ func (t *Table) sendPending(s *sess, g *pendingSeg) bool {
 		if last {
 			break
 		}
+	}
+	if g.isData() && (!s.sentData || s.lastReqAck.LessThan(g.ack)) {
+		t.c.requests.Add(1)
+		s.sentData = true
 	}
 	if g.isData() || fin != 0 {
 		s.holdSince = time.Time{}
