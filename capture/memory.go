@@ -67,7 +67,7 @@ func (m *Memory) ReadPackets(pkts []Packet) (int, error) {
 		for n < len(pkts) && len(m.queue) > 0 {
 			mp := m.queue[0]
 			m.queue = m.queue[1:]
-			pkts[n].Time = mp.t
+			pkts[n].Time, pkts[n].Dir = mp.t, DirUnknown
 			if err := pkts[n].Decode(mp.b); err != nil {
 				m.Reject(err)
 				continue

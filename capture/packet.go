@@ -34,6 +34,12 @@ type Packet struct {
 	// Data is the IP datagram, cut to the length its IP header gives; for
 	// packets decoded with DecodeHeaders it may end before that length.
 	Data []byte
+	// Dir is the way the packet crossed the capturing host's interface,
+	// where the source records it: AFPacket always, RawIP always DirIn,
+	// files for Linux cooked captures and pcapng packets with direction
+	// flags. Zero (DirUnknown) elsewhere. Like Time, Decode leaves it as
+	// it is.
+	Dir Direction
 
 	tcp int  // offset of the TCP header in Data
 	pay int  // offset of the TCP payload in Data
@@ -42,9 +48,9 @@ type Packet struct {
 }
 
 // Decode parses b as an IP datagram carrying TCP and points p at it; p.Time
-// is left as it is. It checks every length field against len(b) and reports a
-// truncated or malformed packet as an error matching ErrTruncated,
-// ErrMalformed, ErrNotTCP or ErrFragment. Bytes after the IP length
+// and p.Dir are left as they are. It checks every length field against
+// len(b) and reports a truncated or malformed packet as an error matching
+// ErrTruncated, ErrMalformed, ErrNotTCP or ErrFragment. Bytes after the IP length
 // (Ethernet padding) are cut off. Decode never allocates and never panics.
 func (p *Packet) Decode(b []byte) error { return p.decode(b, false) }
 
@@ -55,7 +61,7 @@ func (p *Packet) Decode(b []byte) error { return p.decode(b, false) }
 func (p *Packet) DecodeHeaders(b []byte) error { return p.decode(b, true) }
 
 func (p *Packet) decode(b []byte, snapped bool) error {
-	*p = Packet{Time: p.Time}
+	*p = Packet{Time: p.Time, Dir: p.Dir}
 	if len(b) == 0 {
 		return errEmpty
 	}

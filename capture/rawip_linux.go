@@ -240,6 +240,7 @@ func (r *RawIP) decodeBatch(pkts []Packet, got int) int {
 			}
 			p.Time = now
 		}
+		p.Dir = DirIn
 		r.Accept(p)
 		n++
 	}

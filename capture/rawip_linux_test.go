@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/shadowcopy/tcpcopy/capture"
+	"github.com/shadowcopy/tcpcopy/internal/netlab"
 	"golang.org/x/sys/unix"
 )
 
@@ -26,10 +27,10 @@ var labNets = []labNet{
 
 // openRawIP opens a capturer in namespace ns, closed by t.Cleanup (before
 // the lab's namespaces are deleted).
-func openRawIP(t *testing.T, ns string, cfg *capture.RawIPConfig) *capture.RawIP {
+func openRawIP(t *testing.T, ns *netlab.NS, cfg *capture.RawIPConfig) *capture.RawIP {
 	t.Helper()
 	var c *capture.RawIP
-	if err := inNS(ns, func() (err error) {
+	if err := ns.Do(func() (err error) {
 		c, err = capture.NewRawIP(cfg)
 		return err
 	}); err != nil {
@@ -45,14 +46,14 @@ type rawSender struct {
 	v6 bool
 }
 
-func openRawSender(t *testing.T, ns string, v6 bool) *rawSender {
+func openRawSender(t testing.TB, ns *netlab.NS, v6 bool) *rawSender {
 	t.Helper()
 	family := unix.AF_INET
 	if v6 {
 		family = unix.AF_INET6
 	}
 	s := &rawSender{fd: -1, v6: v6}
-	if err := inNS(ns, func() (err error) {
+	if err := ns.Do(func() (err error) {
 		s.fd, err = unix.Socket(family, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
 		return err
 	}); err != nil {
@@ -78,7 +79,7 @@ func (s *rawSender) send(t *testing.T, dgram []byte) {
 // labSegment builds the i-th test segment from A to B with plen payload
 // bytes, an uncommon TTL and, for IPv6, a traffic class and flow label, so a
 // rebuilt header has to get every field right.
-func labSegment(t *testing.T, n labNet, i, plen int, dport uint16) []byte {
+func labSegment(t testing.TB, n labNet, i, plen int, dport uint16) []byte {
 	t.Helper()
 	payload := make([]byte, plen)
 	for k := range payload {
@@ -142,7 +143,7 @@ func readN(t *testing.T, c *capture.RawIP, n int, keep func(*capture.Packet) boo
 func TestRawIPCrafted(t *testing.T) {
 	for _, n := range labNets {
 		t.Run(n.network, func(t *testing.T) {
-			lab := newRawipLab(t)
+			lab := newPair(t)
 			capB := openRawIP(t, lab.b, &capture.RawIPConfig{Network: n.network})
 			capA := openRawIP(t, lab.a, &capture.RawIPConfig{Network: n.network})
 			tx := openRawSender(t, lab.a, n.network == "ip6")
@@ -183,12 +184,12 @@ func TestRawIPCrafted(t *testing.T) {
 func TestRawIPRealTCP(t *testing.T) {
 	for _, n := range labNets {
 		t.Run(n.network, func(t *testing.T) {
-			lab := newRawipLab(t)
+			lab := newPair(t)
 			capB := openRawIP(t, lab.b, &capture.RawIPConfig{Network: n.network})
 			capA := openRawIP(t, lab.a, &capture.RawIPConfig{Network: n.network})
 			srv := netip.AddrPortFrom(n.b, 8080)
 			var ln net.Listener
-			if err := inNS(lab.b, func() (err error) {
+			if err := lab.b.Do(func() (err error) {
 				ln, err = net.Listen("tcp", srv.String())
 				return err
 			}); err != nil {
@@ -208,7 +209,7 @@ func TestRawIPRealTCP(t *testing.T) {
 				}
 			}()
 			var conn net.Conn
-			if err := inNS(lab.a, func() (err error) {
+			if err := lab.a.Do(func() (err error) {
 				conn, err = net.DialTimeout("tcp", srv.String(), 10*time.Second)
 				return err
 			}); err != nil {
@@ -249,7 +250,7 @@ func TestRawIPRealTCP(t *testing.T) {
 func TestRawIPSnapLen(t *testing.T) {
 	for _, n := range labNets {
 		t.Run(n.network, func(t *testing.T) {
-			lab := newRawipLab(t)
+			lab := newPair(t)
 			c := openRawIP(t, lab.b, &capture.RawIPConfig{Network: n.network, SnapLen: 200})
 			tx := openRawSender(t, lab.a, n.network == "ip6")
 			tx.send(t, labSegment(t, n, 1, 1000, 9000))
@@ -271,7 +272,7 @@ func TestRawIPSnapLen(t *testing.T) {
 func TestRawIPKernelDrops(t *testing.T) {
 	for _, n := range labNets {
 		t.Run(n.network, func(t *testing.T) {
-			lab := newRawipLab(t)
+			lab := newPair(t)
 			c := openRawIP(t, lab.b, &capture.RawIPConfig{Network: n.network, RecvBuffer: 4096})
 			tx := openRawSender(t, lab.a, n.network == "ip6")
 			const flood = 200
@@ -292,7 +293,7 @@ func TestRawIPKernelDrops(t *testing.T) {
 
 // TestRawIPCloseUnblocks closes a capturer under a blocked ReadPackets.
 func TestRawIPCloseUnblocks(t *testing.T) {
-	lab := newRawipLab(t)
+	lab := newPair(t)
 	c := openRawIP(t, lab.b, nil)
 	done := make(chan error, 1)
 	go func() {
@@ -324,7 +325,7 @@ func TestRawIPCloseUnblocks(t *testing.T) {
 func TestRawIPAllocs(t *testing.T) {
 	for _, n := range labNets {
 		t.Run(n.network, func(t *testing.T) {
-			lab := newRawipLab(t)
+			lab := newPair(t)
 			c := openRawIP(t, lab.b, &capture.RawIPConfig{Network: n.network})
 			tx := openRawSender(t, lab.a, n.network == "ip6")
 			const runs, batch = 50, 16

@@ -11,6 +11,7 @@ import (
 
 	"github.com/shadowcopy/tcpcopy/capture"
 	"github.com/shadowcopy/tcpcopy/emit"
+	"github.com/shadowcopy/tcpcopy/internal/netlab"
 )
 
 type labNet struct {
@@ -23,10 +24,10 @@ var labNets = []labNet{
 	{"ip6", netip.MustParseAddr(labA6), netip.MustParseAddr(labB6)},
 }
 
-func openEmitter(t testing.TB, ns string, cfg *emit.RawIPConfig) *emit.RawIP {
+func openEmitter(t testing.TB, ns *netlab.NS, cfg *emit.RawIPConfig) *emit.RawIP {
 	t.Helper()
 	var e *emit.RawIP
-	if err := inNS(ns, func() (err error) {
+	if err := ns.Do(func() (err error) {
 		e, err = emit.NewRawIP(cfg)
 		return err
 	}); err != nil {
@@ -36,10 +37,10 @@ func openEmitter(t testing.TB, ns string, cfg *emit.RawIPConfig) *emit.RawIP {
 	return e
 }
 
-func openCapture(t *testing.T, ns, network string) *capture.RawIP {
+func openCapture(t *testing.T, ns *netlab.NS, network string) *capture.RawIP {
 	t.Helper()
 	var c *capture.RawIP
-	if err := inNS(ns, func() (err error) {
+	if err := ns.Do(func() (err error) {
 		c, err = capture.NewRawIP(&capture.RawIPConfig{Network: network})
 		return err
 	}); err != nil {
@@ -119,7 +120,7 @@ func sameSegment(t *testing.T, i int, got *capture.Packet, want []byte) {
 func TestRawIPEndToEnd(t *testing.T) {
 	for _, n := range labNets {
 		t.Run(n.network, func(t *testing.T) {
-			lab := newRawipLab(t)
+			lab := newPair(t)
 			e := openEmitter(t, lab.a, &emit.RawIPConfig{Batch: 16})
 			c := openCapture(t, lab.b, n.network)
 			const count, per = 200, 24 // batches straddle the emitter's 16
@@ -150,7 +151,7 @@ func TestRawIPEndToEnd(t *testing.T) {
 
 // TestRawIPMixedFamilies sends IPv4 and IPv6 interleaved in one Emit.
 func TestRawIPMixedFamilies(t *testing.T) {
-	lab := newRawipLab(t)
+	lab := newPair(t)
 	e := openEmitter(t, lab.a, nil)
 	c4 := openCapture(t, lab.b, "ip4")
 	c6 := openCapture(t, lab.b, "ip6")
@@ -184,7 +185,7 @@ func TestRawIPMixedFamilies(t *testing.T) {
 func TestRawIPMsgSize(t *testing.T) {
 	for _, n := range labNets {
 		t.Run(n.network, func(t *testing.T) {
-			lab := newRawipLab(t)
+			lab := newPair(t)
 			e := openEmitter(t, lab.a, nil)
 			c := openCapture(t, lab.b, n.network)
 			small1, big, small2 := segment(t, n, 1, 10, 9000), segment(t, n, 2, 2000, 9000), segment(t, n, 3, 10, 9000)
@@ -206,12 +207,12 @@ func TestRawIPMsgSize(t *testing.T) {
 
 // TestRawIPPerm: a datagram an OUTPUT rule drops is counted as Perm.
 func TestRawIPPerm(t *testing.T) {
-	lab := newRawipLab(t)
+	lab := newPair(t)
 	if _, err := exec.LookPath("nft"); err != nil {
 		t.Skip("skipping: nft (nftables) is not installed")
 	}
 	rules := "table inet tcnraw {\n chain out {\n  type filter hook output priority 0;\n  tcp dport 7777 drop\n }\n}\n"
-	cmd := exec.Command("ip", "netns", "exec", lab.a, "nft", "-f", "-")
+	cmd := lab.a.Command("nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(rules)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Skipf("skipping: nft cannot load a rule here: %v: %s", err, out)
@@ -231,7 +232,7 @@ func TestRawIPPerm(t *testing.T) {
 
 // TestRawIPInvalid counts datagrams that are not IPv4 or IPv6.
 func TestRawIPInvalid(t *testing.T) {
-	lab := newRawipLab(t)
+	lab := newPair(t)
 	e := openEmitter(t, lab.a, nil)
 	bad := [][]byte{nil, {0x45, 0}, {0x4f, 0, 0, 0}, {0x60, 0, 0}, {0x70, 1, 2, 3}}
 	if err := e.Emit(bad); err != nil {
@@ -243,7 +244,7 @@ func TestRawIPInvalid(t *testing.T) {
 }
 
 func TestRawIPClose(t *testing.T) {
-	lab := newRawipLab(t)
+	lab := newPair(t)
 	e := openEmitter(t, lab.a, nil)
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
@@ -258,7 +259,7 @@ func TestRawIPClose(t *testing.T) {
 
 // TestRawIPAllocs holds Emit to zero allocations.
 func TestRawIPAllocs(t *testing.T) {
-	lab := newRawipLab(t)
+	lab := newPair(t)
 	e := openEmitter(t, lab.a, nil)
 	var batch [][]byte
 	for i := range 16 {
@@ -280,7 +281,7 @@ func TestRawIPAllocs(t *testing.T) {
 // BenchmarkRawIPEmit sends batches of 64 small segments from A to B (whose
 // stack answers each with a RST).
 func BenchmarkRawIPEmit(b *testing.B) {
-	lab := newRawipLab(b)
+	lab := newPair(b)
 	e := openEmitter(b, lab.a, nil)
 	var batch [][]byte
 	for i := range 64 {
@@ -294,5 +295,6 @@ func BenchmarkRawIPEmit(b *testing.B) {
 		}
 	}
 	s := e.Stats()
+	b.ReportMetric(float64(s.Sent)/b.Elapsed().Seconds(), "pkts/s")
 	b.ReportMetric(float64(s.Dropped()), "drops")
 }

@@ -151,7 +151,8 @@ func TestRecorderClose(t *testing.T) {
 func TestReasonString(t *testing.T) {
 	for r, want := range map[emit.Reason]string{
 		0: "invalid-reason", emit.MsgSize: "msgsize", emit.Perm: "perm",
-		emit.NoBuffers: "nobuffers", emit.Invalid: "invalid", emit.Other: "other", 42: "Reason(42)",
+		emit.NoBuffers: "nobuffers", emit.Invalid: "invalid", emit.Other: "other",
+		emit.NoNeighbour: "noneighbour", 42: "Reason(42)",
 	} {
 		if r.String() != want {
 			t.Errorf("%d.String() = %q, want %q", uint8(r), r.String(), want)
@@ -168,9 +169,10 @@ func TestCounters(t *testing.T) {
 	c.AddDrop(emit.NoBuffers)
 	c.AddDrop(emit.Invalid)
 	c.AddDrop(0) // an invalid reason lands in Other
+	c.AddDrop(emit.NoNeighbour)
 	s := c.Stats()
-	want := emit.Stats{Sent: 2, Bytes: 150, MsgSize: 1, Perm: 1, NoBuffers: 1, Invalid: 1, Other: 1}
-	if s != want || s.Dropped() != 5 {
+	want := emit.Stats{Sent: 2, Bytes: 150, MsgSize: 1, Perm: 1, NoBuffers: 1, Invalid: 1, Other: 1, NoNeighbour: 1}
+	if s != want || s.Dropped() != 6 {
 		t.Fatalf("Stats = %+v, want %+v", s, want)
 	}
 }

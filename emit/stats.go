@@ -24,9 +24,13 @@ const (
 	Invalid
 	// Other: any other send error, or no socket for the datagram's family.
 	Other
+	// NoNeighbour: the link-layer address of the next hop is not known
+	// (AFPacket): the kernel has been asked to resolve it, and later
+	// datagrams to that destination go out once it has.
+	NoNeighbour
 )
 
-var reasonNames = [...]string{"invalid-reason", "msgsize", "perm", "nobuffers", "invalid", "other"}
+var reasonNames = [...]string{"invalid-reason", "msgsize", "perm", "nobuffers", "invalid", "other", "noneighbour"}
 
 func (r Reason) String() string {
 	if int(r) < len(reasonNames) {
@@ -45,16 +49,20 @@ type Stats struct {
 	NoBuffers uint64 // dropped: ENOBUFS or EAGAIN
 	Invalid   uint64 // dropped: not a datagram the Emitter can send
 	Other     uint64 // dropped: any other error
+
+	NoNeighbour uint64 // dropped: next hop's link-layer address unknown
 }
 
 // Dropped is the sum of the drop counters.
-func (s Stats) Dropped() uint64 { return s.MsgSize + s.Perm + s.NoBuffers + s.Invalid + s.Other }
+func (s Stats) Dropped() uint64 {
+	return s.MsgSize + s.Perm + s.NoBuffers + s.Invalid + s.Other + s.NoNeighbour
+}
 
 // Counters is the concurrency-safe accumulator behind an Emitter's Stats.
 // Emitters embed it; its zero value is ready.
 type Counters struct {
 	sent, bytes atomic.Uint64
-	drops       [Other + 1]atomic.Uint64
+	drops       [NoNeighbour + 1]atomic.Uint64
 }
 
 // AddSent counts one datagram of n bytes handed to the kernel.
@@ -65,7 +73,7 @@ func (c *Counters) AddSent(n int) {
 
 // AddDrop counts one datagram dropped for r; an invalid r counts as Other.
 func (c *Counters) AddDrop(r Reason) {
-	if r == 0 || r > Other {
+	if r == 0 || r > NoNeighbour {
 		r = Other
 	}
 	c.drops[r].Add(1)
@@ -81,5 +89,7 @@ func (c *Counters) Stats() Stats {
 		NoBuffers: c.drops[NoBuffers].Load(),
 		Invalid:   c.drops[Invalid].Load(),
 		Other:     c.drops[Other].Load(),
+
+		NoNeighbour: c.drops[NoNeighbour].Load(),
 	}
 }
