@@ -93,9 +93,9 @@ func countN(n int, keep func(*capture.Packet) bool) (func(*capture.Packet) bool,
 // the client's FIN, the connection's last packet, has gone out), a second
 // connection from A (the marker) is opened: its SYN-ACK follows every
 // packet of the first in both namespaces.
-func exchange(t *testing.T, l *pairLab, srv netip.AddrPort, req, resp []byte) (clientPort, markerPort uint16) {
+func exchange(t *testing.T, l *netlab.Pair, srv netip.AddrPort, req, resp []byte) (clientPort, markerPort uint16) {
 	t.Helper()
-	return exchangeFrom(t, l.a, l.b, srv, req, resp)
+	return exchangeFrom(t, l.A, l.B, srv, req, resp)
 }
 
 func isSynAck(port uint16) func(*capture.Packet) bool {
@@ -176,14 +176,14 @@ func reassemble(t *testing.T, ps []capPkt) []byte {
 func TestCaptureRealTCP(t *testing.T) {
 	for _, n := range labNets {
 		t.Run(n.network, func(t *testing.T) {
-			l := newPair(t)
-			l.lab.Require("ss")
+			l := netlab.NewPair(t)
+			l.Lab.Require("ss")
 			const port = 8080
 			filter := &capture.Filter{Ports: []uint16{port}}
-			afA := openAFPacket(t, l.a, &capture.AFPacketConfig{Interfaces: []string{l.aIf}, Filter: filter})
-			afB := openAFPacket(t, l.b, &capture.AFPacketConfig{Interfaces: []string{l.bIf}, Filter: filter})
-			rawA := openRawIP(t, l.a, &capture.RawIPConfig{Network: n.network})
-			rawB := openRawIP(t, l.b, &capture.RawIPConfig{Network: n.network})
+			afA := openAFPacket(t, l.A, &capture.AFPacketConfig{Interfaces: []string{l.AIf}, Filter: filter})
+			afB := openAFPacket(t, l.B, &capture.AFPacketConfig{Interfaces: []string{l.BIf}, Filter: filter})
+			rawA := openRawIP(t, l.A, &capture.RawIPConfig{Network: n.network})
+			rawB := openRawIP(t, l.B, &capture.RawIPConfig{Network: n.network})
 			req, resp := bytes.Repeat([]byte("request-"), 5000), bytes.Repeat([]byte("RESPONSE"), 9000)
 			start := time.Now()
 			cport, mport := exchange(t, l, netip.AddrPortFrom(n.b, port), req, resp)
@@ -271,17 +271,17 @@ func crafted(t *testing.T, n labNet, i int, dport uint16) []byte {
 // TestAFPacketFilterAndDirection: the kernel filter keeps the wanted
 // port and direction only; RawFilter replaces Filter.
 func TestAFPacketFilterAndDirection(t *testing.T) {
-	l := newPair(t)
-	in := openAFPacket(t, l.b, &capture.AFPacketConfig{Interfaces: []string{l.bIf}, Direction: capture.DirIn,
+	l := netlab.NewPair(t)
+	in := openAFPacket(t, l.B, &capture.AFPacketConfig{Interfaces: []string{l.BIf}, Direction: capture.DirIn,
 		Filter: &capture.Filter{DstPorts: []uint16{9000}, SrcNets: []netip.Prefix{netip.MustParsePrefix("198.18.0.0/30"), netip.MustParsePrefix("fd00:198:18::/64")}}})
-	out := openAFPacket(t, l.b, &capture.AFPacketConfig{Interfaces: []string{l.bIf}, Direction: capture.DirOut})
+	out := openAFPacket(t, l.B, &capture.AFPacketConfig{Interfaces: []string{l.BIf}, Direction: capture.DirOut})
 	// A user's program: tcpdump -i veth -dd 'ip6' (Ethernet frames).
-	raw6 := openAFPacket(t, l.b, &capture.AFPacketConfig{Interfaces: []string{l.bIf}, Direction: capture.DirIn, RawFilter: []bpf.RawInstruction{
+	raw6 := openAFPacket(t, l.B, &capture.AFPacketConfig{Interfaces: []string{l.BIf}, Direction: capture.DirIn, RawFilter: []bpf.RawInstruction{
 		{Op: 0x28, K: 12}, {Op: 0x15, Jt: 0, Jf: 1, K: 0x86dd}, {Op: 0x6, K: 262144}, {Op: 0x6, K: 0},
 	}})
 	var want, want6 [][]byte
 	for _, n := range labNets {
-		tx := openRawSender(t, l.a, n.network == "ip6")
+		tx := openRawSender(t, l.A, n.network == "ip6")
 		for i := range 20 {
 			port := uint16(9000 + i%2)
 			b := crafted(t, n, i, port)
@@ -296,7 +296,7 @@ func TestAFPacketFilterAndDirection(t *testing.T) {
 	}
 	// A marker that passes the filter ends each collection.
 	last4 := labNets[1]
-	tx := openRawSender(t, l.a, true)
+	tx := openRawSender(t, l.A, true)
 	marker := crafted(t, last4, 99, 9000)
 	tx.send(t, marker)
 	want, want6 = append(want, marker), append(want6, marker)
@@ -332,15 +332,15 @@ func TestAFPacketFilterAndDirection(t *testing.T) {
 // TestAFPacketInterfaces captures on two of B's three links with one
 // socket, and on all of them.
 func TestAFPacketInterfaces(t *testing.T) {
-	l := newPair(t)
-	c := l.lab.Namespace("c")
-	d := l.lab.Namespace("d")
-	cIf, bIf2 := l.lab.Link(c, netip.MustParsePrefix("198.18.1.1/24"), l.b, netip.MustParsePrefix("198.18.1.2/24"))
-	dIf, bIf3 := l.lab.Link(d, netip.MustParsePrefix("198.18.2.1/24"), l.b, netip.MustParsePrefix("198.18.2.2/24"))
+	l := netlab.NewPair(t)
+	c := l.Lab.Namespace("c")
+	d := l.Lab.Namespace("d")
+	cIf, bIf2 := l.Lab.Link(c, netip.MustParsePrefix("198.18.1.1/24"), l.B, netip.MustParsePrefix("198.18.1.2/24"))
+	dIf, bIf3 := l.Lab.Link(d, netip.MustParsePrefix("198.18.2.1/24"), l.B, netip.MustParsePrefix("198.18.2.2/24"))
 	_, _ = cIf, dIf
-	two := openAFPacket(t, l.b, &capture.AFPacketConfig{Interfaces: []string{l.bIf, bIf3}, Direction: capture.DirIn})
-	any := openAFPacket(t, l.b, &capture.AFPacketConfig{Direction: capture.DirIn})
-	one := openAFPacket(t, l.b, &capture.AFPacketConfig{Interfaces: []string{bIf2}, Direction: capture.DirIn})
+	two := openAFPacket(t, l.B, &capture.AFPacketConfig{Interfaces: []string{l.BIf, bIf3}, Direction: capture.DirIn})
+	any := openAFPacket(t, l.B, &capture.AFPacketConfig{Direction: capture.DirIn})
+	one := openAFPacket(t, l.B, &capture.AFPacketConfig{Interfaces: []string{bIf2}, Direction: capture.DirIn})
 
 	send := func(ns *netlab.NS, src, dst string, port uint16) []byte {
 		t.Helper()
@@ -348,7 +348,7 @@ func TestAFPacketInterfaces(t *testing.T) {
 		openRawSender(t, ns, false).send(t, b)
 		return b
 	}
-	fromA := send(l.a, labA4, labB4, 1)
+	fromA := send(l.A, netlab.PairA4, netlab.PairB4, 1)
 	fromC := send(c, "198.18.1.1", "198.18.1.2", 2)
 	fromD := send(d, "198.18.2.1", "198.18.2.2", 3)
 	isData := func(p *capture.Packet) bool { return p.SrcPort() == 1234 }
@@ -374,16 +374,16 @@ func TestAFPacketInterfaces(t *testing.T) {
 // 802.1Q inner) VLAN devices on the veth pair and captures on the veth:
 // the tags the device keeps in the frame are walked in both directions.
 func TestAFPacketVLAN(t *testing.T) {
-	l := newPair(t)
-	if out, err := l.a.RunErr("ip", "link", "add", "link", l.aIf, "name", "vq", "type", "vlan", "id", "10"); err != nil {
+	l := netlab.NewPair(t)
+	if out, err := l.A.RunErr("ip", "link", "add", "link", l.AIf, "name", "vq", "type", "vlan", "id", "10"); err != nil {
 		t.Skipf("skipping: the kernel cannot make VLAN devices (CONFIG_VLAN_8021Q?): %s", out)
 	}
-	l.a.IP("link", "del", "vq")
+	l.A.IP("link", "del", "vq")
 	for _, side := range []struct {
 		ns   *netlab.NS
 		dev  string
 		q, d string
-	}{{l.a, l.aIf, "198.18.10.1/24", "198.18.11.1/24"}, {l.b, l.bIf, "198.18.10.2/24", "198.18.11.2/24"}} {
+	}{{l.A, l.AIf, "198.18.10.1/24", "198.18.11.1/24"}, {l.B, l.BIf, "198.18.10.2/24", "198.18.11.2/24"}} {
 		side.ns.IP("link", "add", "link", side.dev, "name", "vq", "type", "vlan", "id", "10")
 		side.ns.IP("link", "add", "link", side.dev, "name", "vs", "type", "vlan", "proto", "802.1ad", "id", "20")
 		side.ns.IP("link", "add", "link", "vs", "name", "vsq", "type", "vlan", "id", "30")
@@ -395,16 +395,16 @@ func TestAFPacketVLAN(t *testing.T) {
 	}
 	for _, dst := range []string{"198.18.10.2", "198.18.11.2"} {
 		t.Run(dst, func(t *testing.T) {
-			capB := openAFPacket(t, l.b, &capture.AFPacketConfig{Interfaces: []string{l.bIf}, Filter: &capture.Filter{Ports: []uint16{7000}}})
-			capA := openAFPacket(t, l.a, &capture.AFPacketConfig{Interfaces: []string{l.aIf}, Filter: &capture.Filter{Ports: []uint16{7000}}})
-			ln := l.b.Listen("tcp", dst+":7000")
+			capB := openAFPacket(t, l.B, &capture.AFPacketConfig{Interfaces: []string{l.BIf}, Filter: &capture.Filter{Ports: []uint16{7000}}})
+			capA := openAFPacket(t, l.A, &capture.AFPacketConfig{Interfaces: []string{l.AIf}, Filter: &capture.Filter{Ports: []uint16{7000}}})
+			ln := l.B.Listen("tcp", dst+":7000")
 			go func() {
 				if c, err := ln.Accept(); err == nil {
 					c.Write([]byte("over the VLAN"))
 					c.Close()
 				}
 			}()
-			conn := l.a.Dial("tcp", dst+":7000")
+			conn := l.A.Dial("tcp", dst+":7000")
 			conn.SetDeadline(time.Now().Add(10 * time.Second))
 			if b, err := io.ReadAll(conn); err != nil || string(b) != "over the VLAN" {
 				t.Fatalf("read %q, %v", b, err)
@@ -474,13 +474,13 @@ func (r *asyncReader) wait(cond func([]capPkt) bool) []capPkt {
 // the outer tag moved out of the frame by the kernel (skb_vlan_untag) and
 // the inner one still in it; both walk what is there.
 func TestAFPacketTaggedFrames(t *testing.T) {
-	l := newPair(t)
+	l := netlab.NewPair(t)
 	f := &capture.Filter{DstPorts: []uint16{9000}}
-	capA := openAFPacket(t, l.a, &capture.AFPacketConfig{Interfaces: []string{l.aIf}, Direction: capture.DirOut, Filter: f})
-	capB := openAFPacket(t, l.b, &capture.AFPacketConfig{Interfaces: []string{l.bIf}, Direction: capture.DirIn, Filter: f})
+	capA := openAFPacket(t, l.A, &capture.AFPacketConfig{Interfaces: []string{l.AIf}, Direction: capture.DirOut, Filter: f})
+	capB := openAFPacket(t, l.B, &capture.AFPacketConfig{Interfaces: []string{l.BIf}, Direction: capture.DirIn, Filter: f})
 	var conn *packet.Conn
-	if err := l.a.Do(func() error {
-		ifi, err := net.InterfaceByName(l.aIf)
+	if err := l.A.Do(func() error {
+		ifi, err := net.InterfaceByName(l.AIf)
 		if err != nil {
 			return err
 		}
@@ -496,9 +496,9 @@ func TestAFPacketTaggedFrames(t *testing.T) {
 		n := labNets[i%2]
 		ip := crafted(t, n, i, 9000)
 		frame := vlanFrame(ip, tags...)
-		copy(frame[0:6], l.bMAC)
-		copy(frame[6:12], l.aMAC)
-		if _, err := conn.WriteTo(frame, &packet.Addr{HardwareAddr: l.bMAC}); err != nil {
+		copy(frame[0:6], l.BMAC)
+		copy(frame[6:12], l.AMAC)
+		if _, err := conn.WriteTo(frame, &packet.Addr{HardwareAddr: l.BMAC}); err != nil {
 			t.Fatal(err)
 		}
 		want = append(want, ip)
@@ -518,11 +518,11 @@ func TestAFPacketTaggedFrames(t *testing.T) {
 // not read: the kernel's drops show up in Stats, and every packet sent is
 // either read or counted as dropped.
 func TestAFPacketKernelDrops(t *testing.T) {
-	l := newPair(t)
+	l := netlab.NewPair(t)
 	const block = 64 << 10
-	c := openAFPacket(t, l.b, &capture.AFPacketConfig{Interfaces: []string{l.bIf}, Direction: capture.DirIn,
+	c := openAFPacket(t, l.B, &capture.AFPacketConfig{Interfaces: []string{l.BIf}, Direction: capture.DirIn,
 		SnapLen: 2000, BlockSize: block, RingSize: 2 * block, Filter: &capture.Filter{DstPorts: []uint16{9000, 9999}}})
-	tx := openRawSender(t, l.a, false)
+	tx := openRawSender(t, l.A, false)
 	const flood = 400 // ~1.3 KB each: ten blocks' worth into two
 	for i := range flood {
 		tx.send(t, labSegment(t, labNets[0], i, 1200, 9000))
@@ -555,12 +555,12 @@ func TestAFPacketKernelDrops(t *testing.T) {
 // TestAFPacketFanout splits 64 flows between two members of a group by
 // flow hash: each flow goes to exactly one member, every packet arrives.
 func TestAFPacketFanout(t *testing.T) {
-	l := newPair(t)
-	cfg := &capture.AFPacketConfig{Interfaces: []string{l.bIf}, Direction: capture.DirIn, FanoutGroup: 4242,
+	l := netlab.NewPair(t)
+	cfg := &capture.AFPacketConfig{Interfaces: []string{l.BIf}, Direction: capture.DirIn, FanoutGroup: 4242,
 		Filter: &capture.Filter{DstPorts: []uint16{9000}}}
-	members := []*capture.AFPacket{openAFPacket(t, l.b, cfg), openAFPacket(t, l.b, cfg)}
+	members := []*capture.AFPacket{openAFPacket(t, l.B, cfg), openAFPacket(t, l.B, cfg)}
 	readers := []*asyncReader{readAsync(members[0]), readAsync(members[1])}
-	tx := openRawSender(t, l.a, false)
+	tx := openRawSender(t, l.A, false)
 	const flows, per = 64, 4
 	for r := range per {
 		for f := range flows {
@@ -593,8 +593,8 @@ func TestAFPacketFanout(t *testing.T) {
 }
 
 func TestAFPacketCloseUnblocks(t *testing.T) {
-	l := newPair(t)
-	c := openAFPacket(t, l.b, &capture.AFPacketConfig{Interfaces: []string{l.bIf}})
+	l := netlab.NewPair(t)
+	c := openAFPacket(t, l.B, &capture.AFPacketConfig{Interfaces: []string{l.BIf}})
 	done := make(chan error, 1)
 	go func() {
 		_, err := c.ReadPackets(make([]capture.Packet, 4))
@@ -621,7 +621,7 @@ func TestAFPacketCloseUnblocks(t *testing.T) {
 }
 
 func TestAFPacketConfigErrors(t *testing.T) {
-	l := newPair(t)
+	l := netlab.NewPair(t)
 	for _, cfg := range []capture.AFPacketConfig{
 		{Interfaces: []string{"nosuchif0"}},
 		{Interfaces: []string{"lo", "lo"}},
@@ -638,7 +638,7 @@ func TestAFPacketConfigErrors(t *testing.T) {
 		{Filter: &capture.Filter{Ports: make([]uint16, 100)}},
 		{RawFilter: []bpf.RawInstruction{{Op: 0xffff}}},
 	} {
-		err := l.b.Do(func() error {
+		err := l.B.Do(func() error {
 			c, err := capture.NewAFPacket(&cfg)
 			if err == nil {
 				c.Close()
@@ -656,9 +656,9 @@ func TestAFPacketConfigErrors(t *testing.T) {
 func TestAFPacketAllocs(t *testing.T) {
 	for _, n := range labNets {
 		t.Run(n.network, func(t *testing.T) {
-			l := newPair(t)
-			c := openAFPacket(t, l.b, &capture.AFPacketConfig{Interfaces: []string{l.bIf}, Direction: capture.DirIn})
-			tx := openRawSender(t, l.a, n.network == "ip6")
+			l := netlab.NewPair(t)
+			c := openAFPacket(t, l.B, &capture.AFPacketConfig{Interfaces: []string{l.BIf}, Direction: capture.DirIn})
+			tx := openRawSender(t, l.A, n.network == "ip6")
 			const runs, batch = 50, 16
 			for i := range (runs + 2) * batch {
 				tx.send(t, labSegment(t, n, i%200, 64, 9000))

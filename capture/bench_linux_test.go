@@ -1,6 +1,7 @@
 package capture_test
 
 import (
+	"github.com/shadowcopy/tcpcopy/internal/netlab"
 	"testing"
 	"time"
 
@@ -14,11 +15,11 @@ import (
 // answers each with a RST, the same work for every capturer. An iteration
 // reads 64 packets. What the capturer could not keep up with shows as
 // kernel drops.
-func benchCapture(b *testing.B, n labNet, open func(l *pairLab) capture.Capturer) {
-	l := newPair(b)
+func benchCapture(b *testing.B, n labNet, open func(l *netlab.Pair) capture.Capturer) {
+	l := netlab.NewPair(b)
 	c := open(l)
 	var e *emit.RawIP
-	if err := l.a.Do(func() (err error) { e, err = emit.NewRawIP(nil); return err }); err != nil {
+	if err := l.A.Do(func() (err error) { e, err = emit.NewRawIP(nil); return err }); err != nil {
 		b.Fatal(err)
 	}
 	defer e.Close()
@@ -71,9 +72,9 @@ func benchCapture(b *testing.B, n labNet, open func(l *pairLab) capture.Capturer
 func BenchmarkCaptureRawIP(b *testing.B) {
 	for _, n := range labNets {
 		b.Run(n.network, func(b *testing.B) {
-			benchCapture(b, n, func(l *pairLab) capture.Capturer {
+			benchCapture(b, n, func(l *netlab.Pair) capture.Capturer {
 				var c *capture.RawIP
-				if err := l.b.Do(func() (err error) { c, err = capture.NewRawIP(&capture.RawIPConfig{Network: n.network}); return err }); err != nil {
+				if err := l.B.Do(func() (err error) { c, err = capture.NewRawIP(&capture.RawIPConfig{Network: n.network}); return err }); err != nil {
 					b.Fatal(err)
 				}
 				b.Cleanup(func() { c.Close() })
@@ -86,8 +87,8 @@ func BenchmarkCaptureRawIP(b *testing.B) {
 func BenchmarkCaptureAFPacket(b *testing.B) {
 	for _, n := range labNets {
 		b.Run(n.network, func(b *testing.B) {
-			benchCapture(b, n, func(l *pairLab) capture.Capturer {
-				return openAFPacket(b, l.b, &capture.AFPacketConfig{Interfaces: []string{l.bIf}, Direction: capture.DirIn,
+			benchCapture(b, n, func(l *netlab.Pair) capture.Capturer {
+				return openAFPacket(b, l.B, &capture.AFPacketConfig{Interfaces: []string{l.BIf}, Direction: capture.DirIn,
 					Filter: &capture.Filter{DstPorts: []uint16{9000}}})
 			})
 		})

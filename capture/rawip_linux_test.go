@@ -21,8 +21,8 @@ type labNet struct {
 }
 
 var labNets = []labNet{
-	{"ip4", netip.MustParseAddr(labA4), netip.MustParseAddr(labB4)},
-	{"ip6", netip.MustParseAddr(labA6), netip.MustParseAddr(labB6)},
+	{"ip4", netip.MustParseAddr(netlab.PairA4), netip.MustParseAddr(netlab.PairB4)},
+	{"ip6", netip.MustParseAddr(netlab.PairA6), netip.MustParseAddr(netlab.PairB6)},
 }
 
 // openRawIP opens a capturer in namespace ns, closed by t.Cleanup (before
@@ -143,10 +143,10 @@ func readN(t *testing.T, c *capture.RawIP, n int, keep func(*capture.Packet) boo
 func TestRawIPCrafted(t *testing.T) {
 	for _, n := range labNets {
 		t.Run(n.network, func(t *testing.T) {
-			lab := newPair(t)
-			capB := openRawIP(t, lab.b, &capture.RawIPConfig{Network: n.network})
-			capA := openRawIP(t, lab.a, &capture.RawIPConfig{Network: n.network})
-			tx := openRawSender(t, lab.a, n.network == "ip6")
+			lab := netlab.NewPair(t)
+			capB := openRawIP(t, lab.B, &capture.RawIPConfig{Network: n.network})
+			capA := openRawIP(t, lab.A, &capture.RawIPConfig{Network: n.network})
+			tx := openRawSender(t, lab.A, n.network == "ip6")
 			const count = 100
 			var sent [][]byte
 			var bytesSent uint64
@@ -184,12 +184,12 @@ func TestRawIPCrafted(t *testing.T) {
 func TestRawIPRealTCP(t *testing.T) {
 	for _, n := range labNets {
 		t.Run(n.network, func(t *testing.T) {
-			lab := newPair(t)
-			capB := openRawIP(t, lab.b, &capture.RawIPConfig{Network: n.network})
-			capA := openRawIP(t, lab.a, &capture.RawIPConfig{Network: n.network})
+			lab := netlab.NewPair(t)
+			capB := openRawIP(t, lab.B, &capture.RawIPConfig{Network: n.network})
+			capA := openRawIP(t, lab.A, &capture.RawIPConfig{Network: n.network})
 			srv := netip.AddrPortFrom(n.b, 8080)
 			var ln net.Listener
-			if err := lab.b.Do(func() (err error) {
+			if err := lab.B.Do(func() (err error) {
 				ln, err = net.Listen("tcp", srv.String())
 				return err
 			}); err != nil {
@@ -209,7 +209,7 @@ func TestRawIPRealTCP(t *testing.T) {
 				}
 			}()
 			var conn net.Conn
-			if err := lab.a.Do(func() (err error) {
+			if err := lab.A.Do(func() (err error) {
 				conn, err = net.DialTimeout("tcp", srv.String(), 10*time.Second)
 				return err
 			}); err != nil {
@@ -250,9 +250,9 @@ func TestRawIPRealTCP(t *testing.T) {
 func TestRawIPSnapLen(t *testing.T) {
 	for _, n := range labNets {
 		t.Run(n.network, func(t *testing.T) {
-			lab := newPair(t)
-			c := openRawIP(t, lab.b, &capture.RawIPConfig{Network: n.network, SnapLen: 200})
-			tx := openRawSender(t, lab.a, n.network == "ip6")
+			lab := netlab.NewPair(t)
+			c := openRawIP(t, lab.B, &capture.RawIPConfig{Network: n.network, SnapLen: 200})
+			tx := openRawSender(t, lab.A, n.network == "ip6")
 			tx.send(t, labSegment(t, n, 1, 1000, 9000))
 			small := labSegment(t, n, 2, 50, 9000)
 			tx.send(t, small)
@@ -272,9 +272,9 @@ func TestRawIPSnapLen(t *testing.T) {
 func TestRawIPKernelDrops(t *testing.T) {
 	for _, n := range labNets {
 		t.Run(n.network, func(t *testing.T) {
-			lab := newPair(t)
-			c := openRawIP(t, lab.b, &capture.RawIPConfig{Network: n.network, RecvBuffer: 4096})
-			tx := openRawSender(t, lab.a, n.network == "ip6")
+			lab := netlab.NewPair(t)
+			c := openRawIP(t, lab.B, &capture.RawIPConfig{Network: n.network, RecvBuffer: 4096})
+			tx := openRawSender(t, lab.A, n.network == "ip6")
 			const flood = 200
 			for i := range flood {
 				tx.send(t, labSegment(t, n, i, 100, 9000))
@@ -293,8 +293,8 @@ func TestRawIPKernelDrops(t *testing.T) {
 
 // TestRawIPCloseUnblocks closes a capturer under a blocked ReadPackets.
 func TestRawIPCloseUnblocks(t *testing.T) {
-	lab := newPair(t)
-	c := openRawIP(t, lab.b, nil)
+	lab := netlab.NewPair(t)
+	c := openRawIP(t, lab.B, nil)
 	done := make(chan error, 1)
 	go func() {
 		_, err := c.ReadPackets(make([]capture.Packet, 4))
@@ -325,9 +325,9 @@ func TestRawIPCloseUnblocks(t *testing.T) {
 func TestRawIPAllocs(t *testing.T) {
 	for _, n := range labNets {
 		t.Run(n.network, func(t *testing.T) {
-			lab := newPair(t)
-			c := openRawIP(t, lab.b, &capture.RawIPConfig{Network: n.network})
-			tx := openRawSender(t, lab.a, n.network == "ip6")
+			lab := netlab.NewPair(t)
+			c := openRawIP(t, lab.B, &capture.RawIPConfig{Network: n.network})
+			tx := openRawSender(t, lab.A, n.network == "ip6")
 			const runs, batch = 50, 16
 			for i := range (runs + 1) * batch {
 				tx.send(t, labSegment(t, n, i%200, 64, 9000))

@@ -151,28 +151,28 @@ func TestTcpdumpFiles(t *testing.T) {
 		{"loopback", "lo", []string{"-y", "EN10MB"}, false, "ip4"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			l := newPair(t)
-			l.lab.Require("ss")
+			l := netlab.NewPair(t)
+			l.Lab.Require("ss")
 			n := labNets[0]
 			if tc.network == "ip6" {
 				n = labNets[1]
 			}
-			cli := l.a
+			cli := l.A
 			tdIf, afIfs := "any", []string(nil)
 			dir := capture.DirUnknown
 			switch tc.iface {
 			case "veth":
-				tdIf, afIfs = l.bIf, []string{l.bIf}
+				tdIf, afIfs = l.BIf, []string{l.BIf}
 			case "lo":
 				// Client and server both in B, over lo; libpcap keeps
 				// only the received copy of each packet on lo.
-				cli, tdIf, afIfs, dir = l.b, "lo", []string{"lo"}, capture.DirIn
+				cli, tdIf, afIfs, dir = l.B, "lo", []string{"lo"}, capture.DirIn
 			}
 			const port = 8080
-			af := openAFPacket(t, l.b, &capture.AFPacketConfig{Interfaces: afIfs, Direction: dir, Filter: &capture.Filter{Ports: []uint16{port}}})
+			af := openAFPacket(t, l.B, &capture.AFPacketConfig{Interfaces: afIfs, Direction: dir, Filter: &capture.Filter{Ports: []uint16{port}}})
 			args := append(append([]string{"-i", tdIf}, tc.args...), fmt.Sprintf("tcp port %d", port))
-			td := startTcpdump(t, l.b, args...)
-			cport, mport := exchangeFrom(t, cli, l.b, netip.AddrPortFrom(n.b, port),
+			td := startTcpdump(t, l.B, args...)
+			cport, mport := exchangeFrom(t, cli, l.B, netip.AddrPortFrom(n.b, port),
 				bytes.Repeat([]byte("q"), 3000), bytes.Repeat([]byte("r"), 20000))
 			live := collect(t, af, nil, isSynAck(mport))
 			time.Sleep(50 * time.Millisecond) // tcpdump writes what it has read

@@ -104,18 +104,18 @@ func TestForgedSYN(t *testing.T) {
 	for _, kind := range []string{"rawip", "afpacket"} {
 		for _, n := range labNets {
 			t.Run(kind+"/"+n.network, func(t *testing.T) {
-				l := newPair(t)
-				l.b.IP("route", "add", "198.18.5.0/24", "via", labA4)
-				l.b.IP("-6", "route", "add", "fd00:198:18:5::/64", "via", labA6)
+				l := netlab.NewPair(t)
+				l.B.IP("route", "add", "198.18.5.0/24", "via", netlab.PairA4)
+				l.B.IP("-6", "route", "add", "fd00:198:18:5::/64", "via", netlab.PairA6)
 				srv := netip.AddrPortFrom(n.b, 8080)
-				l.b.Listen("tcp", srv.String())
+				l.B.Listen("tcp", srv.String())
 				var e emit.Emitter
 				switch kind {
 				case "rawip":
-					e = openEmitter(t, l.a, nil)
+					e = openEmitter(t, l.A, nil)
 				case "afpacket":
-					l.a.IP("neigh", "flush", "dev", l.aIf)
-					e = openAFEmitter(t, l.a, &emit.AFPacketConfig{Interface: l.aIf})
+					l.A.IP("neigh", "flush", "dev", l.AIf)
+					e = openAFEmitter(t, l.A, &emit.AFPacketConfig{Interface: l.AIf})
 				}
 				cli := forged[n.network]
 				syn, err := capture.AppendSegment(nil, &capture.Segment{Src: cli, Dst: srv, Seq: 0x12345678,
@@ -123,7 +123,7 @@ func TestForgedSYN(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				c := openAFCapture(t, l.a, &capture.AFPacketConfig{Interfaces: []string{l.aIf}, Direction: capture.DirIn,
+				c := openAFCapture(t, l.A, &capture.AFPacketConfig{Interfaces: []string{l.AIf}, Direction: capture.DirIn,
 					Filter: &capture.Filter{SrcPorts: []uint16{8080}}})
 				w := watch(c, func(p *capture.Packet) bool { return p.HasFlags(capture.FlagSYN | capture.FlagACK) })
 				sa := emitUntil(t, e, [][]byte{syn}, w)
@@ -152,9 +152,9 @@ func TestForgedSYN(t *testing.T) {
 func TestAFPacketEmitEndToEnd(t *testing.T) {
 	for _, n := range labNets {
 		t.Run(n.network, func(t *testing.T) {
-			l := newPair(t)
-			e := openAFEmitter(t, l.a, &emit.AFPacketConfig{Interface: l.aIf, Batch: 16})
-			c := openCapture(t, l.b, n.network)
+			l := netlab.NewPair(t)
+			e := openAFEmitter(t, l.A, &emit.AFPacketConfig{Interface: l.AIf, Batch: 16})
+			c := openCapture(t, l.B, n.network)
 			const count, per = 200, 24
 			var want [][]byte
 			var wantBytes uint64
@@ -183,11 +183,11 @@ func TestAFPacketEmitEndToEnd(t *testing.T) {
 // TestAFPacketGateway: for a destination behind a gateway the frame goes
 // to the gateway's MAC, resolved from the route.
 func TestAFPacketGateway(t *testing.T) {
-	l := newPair(t)
-	l.a.IP("route", "add", "198.18.9.0/24", "via", labB4)
-	l.a.IP("-6", "route", "add", "fd00:198:18:9::/64", "via", labB6)
-	l.a.IP("neigh", "flush", "dev", l.aIf)
-	e := openAFEmitter(t, l.a, &emit.AFPacketConfig{Interface: l.aIf, NeighbourTTL: 200 * time.Millisecond})
+	l := netlab.NewPair(t)
+	l.A.IP("route", "add", "198.18.9.0/24", "via", netlab.PairB4)
+	l.A.IP("-6", "route", "add", "fd00:198:18:9::/64", "via", netlab.PairB6)
+	l.A.IP("neigh", "flush", "dev", l.AIf)
+	e := openAFEmitter(t, l.A, &emit.AFPacketConfig{Interface: l.AIf, NeighbourTTL: 200 * time.Millisecond})
 	for _, dst := range []string{"198.18.9.9:80", "[fd00:198:18:9::9]:80"} {
 		d := netip.MustParseAddrPort(dst)
 		src := netip.AddrPortFrom(labNets[0].a, 1234)
@@ -198,7 +198,7 @@ func TestAFPacketGateway(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c := openAFCapture(t, l.b, &capture.AFPacketConfig{Interfaces: []string{l.bIf}, Direction: capture.DirIn,
+		c := openAFCapture(t, l.B, &capture.AFPacketConfig{Interfaces: []string{l.BIf}, Direction: capture.DirIn,
 			Filter: &capture.Filter{DstNets: []netip.Prefix{netip.PrefixFrom(d.Addr(), d.Addr().BitLen())}}})
 		w := watch(c, func(p *capture.Packet) bool { return bytes.Equal(p.Data, b) })
 		emitUntil(t, e, [][]byte{b}, w)
@@ -217,17 +217,17 @@ func TestAFPacketGateway(t *testing.T) {
 // TestAFPacketBypassesNetfilter: an OUTPUT rule that drops a port stops
 // the raw IP emitter (Perm) but not the link-layer one.
 func TestAFPacketBypassesNetfilter(t *testing.T) {
-	l := newPair(t)
-	l.lab.Require("nft")
+	l := netlab.NewPair(t)
+	l.Lab.Require("nft")
 	rules := "table inet tcnaf {\n chain out {\n  type filter hook output priority 0;\n  tcp dport 7777 drop\n }\n}\n"
-	cmd := l.a.Command("nft", "-f", "-")
+	cmd := l.A.Command("nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(rules)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Skipf("skipping: nft cannot load a rule here: %v: %s", err, out)
 	}
-	raw := openEmitter(t, l.a, nil)
-	af := openAFEmitter(t, l.a, &emit.AFPacketConfig{Interface: l.aIf})
-	c := openCapture(t, l.b, "ip4")
+	raw := openEmitter(t, l.A, nil)
+	af := openAFEmitter(t, l.A, &emit.AFPacketConfig{Interface: l.AIf})
+	c := openCapture(t, l.B, "ip4")
 	b := segment(t, labNets[0], 1, 10, 7777)
 	if err := raw.Emit([][]byte{b}); err != nil {
 		t.Fatal(err)
@@ -250,9 +250,9 @@ func TestAFPacketBypassesNetfilter(t *testing.T) {
 // TestAFPacketEmitDrops: oversize and invalid datagrams are counted and
 // the rest of the batch goes out.
 func TestAFPacketEmitDrops(t *testing.T) {
-	l := newPair(t)
-	e := openAFEmitter(t, l.a, &emit.AFPacketConfig{Interface: l.aIf, DstMAC: l.bMAC})
-	c := openCapture(t, l.b, "ip4")
+	l := netlab.NewPair(t)
+	e := openAFEmitter(t, l.A, &emit.AFPacketConfig{Interface: l.AIf, DstMAC: l.BMAC})
+	c := openCapture(t, l.B, "ip4")
 	small1, big, small2 := segment(t, labNets[0], 1, 10, 9000), segment(t, labNets[0], 2, 2000, 9000), segment(t, labNets[0], 3, 10, 9000)
 	if err := e.Emit([][]byte{small1, big, {0x45}, nil, small2}); err != nil {
 		t.Fatal(err)
@@ -267,19 +267,19 @@ func TestAFPacketEmitDrops(t *testing.T) {
 }
 
 func TestAFPacketEmitConfig(t *testing.T) {
-	l := newPair(t)
+	l := netlab.NewPair(t)
 	for _, cfg := range []*emit.AFPacketConfig{
 		nil,
 		{},
 		{Interface: "nosuchif0"},
-		{Interface: l.aIf, Batch: -1},
-		{Interface: l.aIf, Batch: 5000},
-		{Interface: l.aIf, SendBuffer: -1},
-		{Interface: l.aIf, NeighbourTTL: -1},
-		{Interface: l.aIf, DstMAC: []byte{1, 2, 3}},
+		{Interface: l.AIf, Batch: -1},
+		{Interface: l.AIf, Batch: 5000},
+		{Interface: l.AIf, SendBuffer: -1},
+		{Interface: l.AIf, NeighbourTTL: -1},
+		{Interface: l.AIf, DstMAC: []byte{1, 2, 3}},
 		{Interface: "lo"}, // not Ethernet
 	} {
-		err := l.a.Do(func() error {
+		err := l.A.Do(func() error {
 			e, err := emit.NewAFPacket(cfg)
 			if err == nil {
 				e.Close()
@@ -291,7 +291,7 @@ func TestAFPacketEmitConfig(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	e := openAFEmitter(t, l.a, &emit.AFPacketConfig{Interface: l.aIf, QdiscBypass: true})
+	e := openAFEmitter(t, l.A, &emit.AFPacketConfig{Interface: l.AIf, QdiscBypass: true})
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -306,8 +306,8 @@ func TestAFPacketEmitConfig(t *testing.T) {
 // TestAFPacketEmitAllocs holds Emit to zero allocations, neighbours
 // resolved from the cache.
 func TestAFPacketEmitAllocs(t *testing.T) {
-	l := newPair(t)
-	e := openAFEmitter(t, l.a, &emit.AFPacketConfig{Interface: l.aIf})
+	l := netlab.NewPair(t)
+	e := openAFEmitter(t, l.A, &emit.AFPacketConfig{Interface: l.AIf})
 	var batch [][]byte
 	for i := range 16 {
 		batch = append(batch, segment(t, labNets[i%2], i, 100, 9000))
@@ -330,8 +330,8 @@ func TestAFPacketEmitAllocs(t *testing.T) {
 
 // BenchmarkAFPacketEmit sends batches of 64 small segments from A to B.
 func BenchmarkAFPacketEmit(b *testing.B) {
-	l := newPair(b)
-	e := openAFEmitter(b, l.a, &emit.AFPacketConfig{Interface: l.aIf})
+	l := netlab.NewPair(b)
+	e := openAFEmitter(b, l.A, &emit.AFPacketConfig{Interface: l.AIf})
 	var batch [][]byte
 	for i := range 64 {
 		batch = append(batch, segment(b, labNets[0], i, 100, 9000))

@@ -20,8 +20,8 @@ type labNet struct {
 }
 
 var labNets = []labNet{
-	{"ip4", netip.MustParseAddr(labA4), netip.MustParseAddr(labB4)},
-	{"ip6", netip.MustParseAddr(labA6), netip.MustParseAddr(labB6)},
+	{"ip4", netip.MustParseAddr(netlab.PairA4), netip.MustParseAddr(netlab.PairB4)},
+	{"ip6", netip.MustParseAddr(netlab.PairA6), netip.MustParseAddr(netlab.PairB6)},
 }
 
 func openEmitter(t testing.TB, ns *netlab.NS, cfg *emit.RawIPConfig) *emit.RawIP {
@@ -120,9 +120,9 @@ func sameSegment(t *testing.T, i int, got *capture.Packet, want []byte) {
 func TestRawIPEndToEnd(t *testing.T) {
 	for _, n := range labNets {
 		t.Run(n.network, func(t *testing.T) {
-			lab := newPair(t)
-			e := openEmitter(t, lab.a, &emit.RawIPConfig{Batch: 16})
-			c := openCapture(t, lab.b, n.network)
+			lab := netlab.NewPair(t)
+			e := openEmitter(t, lab.A, &emit.RawIPConfig{Batch: 16})
+			c := openCapture(t, lab.B, n.network)
 			const count, per = 200, 24 // batches straddle the emitter's 16
 			var want [][]byte
 			var wantBytes uint64
@@ -151,10 +151,10 @@ func TestRawIPEndToEnd(t *testing.T) {
 
 // TestRawIPMixedFamilies sends IPv4 and IPv6 interleaved in one Emit.
 func TestRawIPMixedFamilies(t *testing.T) {
-	lab := newPair(t)
-	e := openEmitter(t, lab.a, nil)
-	c4 := openCapture(t, lab.b, "ip4")
-	c6 := openCapture(t, lab.b, "ip6")
+	lab := netlab.NewPair(t)
+	e := openEmitter(t, lab.A, nil)
+	c4 := openCapture(t, lab.B, "ip4")
+	c6 := openCapture(t, lab.B, "ip6")
 	var batch, want4, want6 [][]byte
 	for i := range 20 {
 		n := labNets[(i/3)%2] // runs of three
@@ -185,9 +185,9 @@ func TestRawIPMixedFamilies(t *testing.T) {
 func TestRawIPMsgSize(t *testing.T) {
 	for _, n := range labNets {
 		t.Run(n.network, func(t *testing.T) {
-			lab := newPair(t)
-			e := openEmitter(t, lab.a, nil)
-			c := openCapture(t, lab.b, n.network)
+			lab := netlab.NewPair(t)
+			e := openEmitter(t, lab.A, nil)
+			c := openCapture(t, lab.B, n.network)
 			small1, big, small2 := segment(t, n, 1, 10, 9000), segment(t, n, 2, 2000, 9000), segment(t, n, 3, 10, 9000)
 			if n.network == "ip4" && big[6]&0x40 == 0 {
 				t.Fatal("test segment lacks DF")
@@ -207,17 +207,17 @@ func TestRawIPMsgSize(t *testing.T) {
 
 // TestRawIPPerm: a datagram an OUTPUT rule drops is counted as Perm.
 func TestRawIPPerm(t *testing.T) {
-	lab := newPair(t)
+	lab := netlab.NewPair(t)
 	if _, err := exec.LookPath("nft"); err != nil {
 		t.Skip("skipping: nft (nftables) is not installed")
 	}
 	rules := "table inet tcnraw {\n chain out {\n  type filter hook output priority 0;\n  tcp dport 7777 drop\n }\n}\n"
-	cmd := lab.a.Command("nft", "-f", "-")
+	cmd := lab.A.Command("nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(rules)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Skipf("skipping: nft cannot load a rule here: %v: %s", err, out)
 	}
-	e := openEmitter(t, lab.a, nil)
+	e := openEmitter(t, lab.A, nil)
 	var batch [][]byte
 	for _, n := range labNets {
 		batch = append(batch, segment(t, n, 1, 10, 7777), segment(t, n, 2, 10, 9000))
@@ -232,8 +232,8 @@ func TestRawIPPerm(t *testing.T) {
 
 // TestRawIPInvalid counts datagrams that are not IPv4 or IPv6.
 func TestRawIPInvalid(t *testing.T) {
-	lab := newPair(t)
-	e := openEmitter(t, lab.a, nil)
+	lab := netlab.NewPair(t)
+	e := openEmitter(t, lab.A, nil)
 	bad := [][]byte{nil, {0x45, 0}, {0x4f, 0, 0, 0}, {0x60, 0, 0}, {0x70, 1, 2, 3}}
 	if err := e.Emit(bad); err != nil {
 		t.Fatal(err)
@@ -244,8 +244,8 @@ func TestRawIPInvalid(t *testing.T) {
 }
 
 func TestRawIPClose(t *testing.T) {
-	lab := newPair(t)
-	e := openEmitter(t, lab.a, nil)
+	lab := netlab.NewPair(t)
+	e := openEmitter(t, lab.A, nil)
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -259,8 +259,8 @@ func TestRawIPClose(t *testing.T) {
 
 // TestRawIPAllocs holds Emit to zero allocations.
 func TestRawIPAllocs(t *testing.T) {
-	lab := newPair(t)
-	e := openEmitter(t, lab.a, nil)
+	lab := netlab.NewPair(t)
+	e := openEmitter(t, lab.A, nil)
 	var batch [][]byte
 	for i := range 16 {
 		batch = append(batch, segment(t, labNets[i%2], i, 100, 9000))
@@ -281,8 +281,8 @@ func TestRawIPAllocs(t *testing.T) {
 // BenchmarkRawIPEmit sends batches of 64 small segments from A to B (whose
 // stack answers each with a RST).
 func BenchmarkRawIPEmit(b *testing.B) {
-	lab := newPair(b)
-	e := openEmitter(b, lab.a, nil)
+	lab := netlab.NewPair(b)
+	e := openEmitter(b, lab.A, nil)
 	var batch [][]byte
 	for i := range 64 {
 		batch = append(batch, segment(b, labNets[0], i, 100, 9000))

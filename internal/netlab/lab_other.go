@@ -101,3 +101,23 @@ func (n *NS) Dial(network, address string) net.Conn { panic(unreachable) }
 
 // DisableOffloads is unreachable off Linux.
 func (n *NS) DisableOffloads(ifname string) { panic(unreachable) }
+
+// HardwareAddr is unreachable off Linux.
+func (n *NS) HardwareAddr(ifname string) net.HardwareAddr { panic(unreachable) }
+
+// Pair is the two-namespace lab; off Linux NewPair skips.
+type Pair struct {
+	Lab        *Lab
+	A, B       *NS
+	AIf, BIf   string
+	AMAC, BMAC net.HardwareAddr
+}
+
+// Addresses of a Pair.
+const (
+	PairA4, PairB4 = "198.18.0.1", "198.18.0.2"
+	PairA6, PairB6 = "fd00:198:18::1", "fd00:198:18::2"
+)
+
+// NewPair skips the test off Linux.
+func NewPair(t testing.TB) *Pair { New(t); return nil }
