@@ -115,24 +115,9 @@ func readN(t *testing.T, c *capture.RawIP, n int, keep func(*capture.Packet) boo
 	t.Helper()
 	timer := time.AfterFunc(10*time.Second, func() { c.Close() })
 	defer timer.Stop()
-	pkts := make([]capture.Packet, 16)
-	var out []capture.Packet
-	for len(out) < n {
-		m, err := c.ReadPackets(pkts)
-		if err != nil {
-			t.Fatalf("ReadPackets after %d of %d packets: %v", len(out), n, err)
-		}
-		for i := range pkts[:m] {
-			if keep != nil && !keep(&pkts[i]) {
-				continue
-			}
-			var p capture.Packet
-			p.Time = pkts[i].Time
-			if err := p.Decode(bytes.Clone(pkts[i].Data)); err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, p)
-		}
+	out, err := capture.Collect(c, n, keep)
+	if err != nil {
+		t.Fatalf("ReadPackets after %d of %d packets: %v", len(out), n, err)
 	}
 	return out
 }
