@@ -153,3 +153,55 @@ func BenchmarkMillionSessions(b *testing.B) {
 		b.Fatalf("stats %+v", st)
 	}
 }
+
+// BenchmarkClientPacket is the issue 9 microbenchmark: one captured client
+// data packet through the transfer map rewrite, the session table and a
+// discarding emitter, on an open session (the target ACKs every 16th).
+func BenchmarkClientPacket(b *testing.B) {
+	var sent int
+	tab := New(&Config{Emitter: countEmitter{&sent}, NoWait: true})
+	transfer, err := rewrite.ParseTransfer("198.18.0.2:80-" + targetAP.String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	online := netip.MustParseAddrPort("198.18.0.2:80")
+	mk := func(src, dst netip.AddrPort, seq, ack uint32, flags uint8, payload string) []byte {
+		p, err := capture.AppendSegment(nil, &capture.Segment{Src: src, Dst: dst, Seq: capture.Seq(seq),
+			Ack: capture.Seq(ack), Flags: flags, Window: 65535, Payload: []byte(payload)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return p
+	}
+	var p capture.Packet
+	p.Time = t0
+	_ = p.Decode(mk(clientAP, online, 1000, 0, syn, ""))
+	transfer.Rewrite(&p)
+	tab.HandleClient(&p)
+	_ = p.Decode(mk(targetAP, clientAP, 5000, 1001, synack, ""))
+	tab.HandleResponse(&p)
+	req := mk(clientAP, online, 0, 7001, psh, strings.Repeat("r", 200))
+	ackPkt := mk(targetAP, clientAP, 5001, 0, ack, "")
+	buf := make([]byte, len(req))
+	cseq := capture.Seq(1001)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		copy(buf, req)
+		_ = p.Decode(buf)
+		p.SetSeq(cseq)
+		transfer.Rewrite(&p)
+		tab.HandleClient(&p)
+		cseq = cseq.Add(200)
+		if i&15 == 15 {
+			_ = p.Decode(ackPkt)
+			p.SetAck(cseq)
+			tab.HandleResponse(&p)
+			tab.Tick(t0)
+		}
+	}
+	b.StopTimer()
+	if st := tab.Stats(); st.Sent < uint64(b.N) {
+		b.Fatalf("not copying: %+v", st)
+	}
+}

@@ -23,10 +23,12 @@ func (t *Table) buf(n int) []byte {
 	return make([]byte, 0, max(n, bufSize))
 }
 
+// release returns a buffer. It is reused only after the next flush, since
+// a sent segment's buffer may still be in the batch waiting for Emit.
 func (t *Table) release(b []byte) {
 	t.memory -= int64(cap(b))
-	if cap(b) == bufSize && len(t.spare) < maxFree {
-		t.spare = append(t.spare, b[:0])
+	if cap(b) == bufSize {
+		t.released = append(t.released, b[:0])
 	}
 }
 

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"encoding/binary"
 	"time"
 
 	"github.com/shadowcopy/tcpcopy/capture"
@@ -26,11 +27,12 @@ type Table struct {
 	memory   int64    // bytes of buffers holding client packets
 	spare    [][]byte // recycled buffers of bufSize
 
-	arena   []byte // datagrams queued for the next Emit, back to back
-	ends    []int  // end offset of each queued datagram in arena
-	batch   [][]byte
-	opts    []byte // scratch for options of made packets
-	scratch []byte // scratch for protocol module output
+	arena    []byte   // copies of datagrams queued for the next Emit
+	outs     []outRef // the next Emit batch, in order
+	released [][]byte // buffers freed since the last flush
+	batch    [][]byte
+	opts     []byte // scratch for options of made packets
+	scratch  []byte // scratch for protocol module output
 }
 
 // scanEvery is how often Tick walks all sessions for timers.
@@ -720,7 +722,8 @@ func (t *Table) sendPending(s *sess, g *pendingSeg) bool {
 		return true // it decoded when captured
 	}
 	payload := p.Payload()
-	if g.seq.LessThan(s.cliNxt) {
+	trimmed := g.seq.LessThan(s.cliNxt)
+	if trimmed {
 		payload = payload[min(int(s.cliNxt-g.seq), len(payload)):]
 	}
 	out := payload
@@ -744,7 +747,15 @@ func (t *Table) sendPending(s *sess, g *pendingSeg) bool {
 	// The MSS counts payload after a bare 20-byte TCP header; options
 	// (timestamps, usually) come out of it (RFC 9293 section 3.7.1).
 	room := s.mss - (p.DataOffset() - 20)
-	for off := 0; ; off += room {
+	if s.conn == nil && !trimmed && len(out) <= room {
+		// The common case: the captured datagram goes as it is, but for
+		// its sequence number; its buffer moves to the inflight list.
+		binary.BigEndian.PutUint32(g.data[p.IPHeaderLen()+4:], uint32(tseq))
+		b := g.data
+		g.data = nil
+		t.sendNew(s, b, tseq, tseq.Add(uint32(len(out))+uint32(fin)))
+	}
+	for off := 0; g.data != nil; off += room {
 		piece := out[min(off, len(out)):min(off+room, len(out))]
 		last := off+room >= len(out)
 		flags := g.flags
@@ -821,7 +832,9 @@ func (t *Table) retransmit(s *sess, g *sentSeg) {
 // transmit queues a sent segment with its ACK, timestamps and window made
 // for the target now.
 func (t *Table) transmit(s *sess, g *sentSeg) {
-	b := t.queue(g.data)
+	b := g.data // changed in place and sent by reference: see release
+	t.outs = append(t.outs, outRef{b: b})
+	t.c.sent.Add(1)
 	var p capture.Packet
 	if p.Decode(b) != nil {
 		return // it decoded when captured or made
@@ -844,30 +857,46 @@ func (t *Table) transmit(s *sess, g *sentSeg) {
 	s.lastSend = t.now
 }
 
-// queue appends a datagram to the next Emit batch.
-func (t *Table) queue(b []byte) []byte {
+// outRef is a datagram of the next Emit batch: a buffer sent by reference,
+// or (b nil) a copy in the arena.
+type outRef struct {
+	b          []byte
+	start, end int
+}
+
+// queue appends a copy of a datagram to the next Emit batch.
+func (t *Table) queue(b []byte) {
 	start := len(t.arena)
 	t.arena = append(t.arena, b...)
-	t.ends = append(t.ends, len(t.arena))
+	t.outs = append(t.outs, outRef{start: start, end: len(t.arena)})
 	t.c.sent.Add(1)
-	return t.arena[start:]
 }
 
 func (t *Table) flush() {
-	if len(t.ends) == 0 {
-		return
+	if len(t.outs) > 0 {
+		t.batch = t.batch[:0]
+		for _, o := range t.outs {
+			if o.b == nil {
+				o.b = t.arena[o.start:o.end]
+			}
+			t.batch = append(t.batch, o.b)
+		}
+		if err := t.cfg.Emitter.Emit(t.batch); err != nil {
+			t.c.emitErrors.Add(1)
+		}
+		clear(t.batch)
+		clear(t.outs)
+		t.arena, t.outs = t.arena[:0], t.outs[:0]
 	}
-	t.batch = t.batch[:0]
-	start := 0
-	for _, end := range t.ends {
-		t.batch = append(t.batch, t.arena[start:end])
-		start = end
+	// Buffers released since the last flush may be in the batch just
+	// sent; only now can they be used again.
+	for _, b := range t.released {
+		if len(t.spare) < maxFree {
+			t.spare = append(t.spare, b)
+		}
 	}
-	if err := t.cfg.Emitter.Emit(t.batch); err != nil {
-		t.c.emitErrors.Add(1)
-	}
-	clear(t.batch)
-	t.arena, t.ends = t.arena[:0], t.ends[:0]
+	clear(t.released)
+	t.released = t.released[:0]
 }
 
 func (s *sess) window() uint16 {
@@ -908,6 +937,6 @@ func (t *Table) makeSegment(s *sess, flags uint8) {
 		t.arena = t.arena[:n] // cannot happen for endpoints of one family
 		return
 	}
-	t.ends = append(t.ends, len(t.arena))
+	t.outs = append(t.outs, outRef{start: n, end: len(t.arena)})
 	t.c.sent.Add(1)
 }

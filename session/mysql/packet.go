@@ -9,11 +9,15 @@ import (
 
 // Capability flags (MySQL client/server protocol, "Capabilities Flags").
 const (
+	clientLongFlags       uint32 = 1 << 2
 	clientConnectWithDB   uint32 = 1 << 3
 	clientCompress        uint32 = 1 << 5
 	clientProtocol41      uint32 = 1 << 9
 	clientSSL             uint32 = 1 << 11
+	clientTransactions    uint32 = 1 << 13
 	clientSecureConn      uint32 = 1 << 15
+	clientMultiResults    uint32 = 1 << 17
+	clientPSMultiResults  uint32 = 1 << 18
 	clientPluginAuth      uint32 = 1 << 19
 	clientConnectAttrs    uint32 = 1 << 20
 	clientPluginAuthLenec uint32 = 1 << 21
