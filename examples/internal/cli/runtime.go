@@ -1,0 +1,224 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// LogOptions are the logging flags every program has.
+type LogOptions struct {
+	File   string // -l: append to this file; empty: stderr
+	Format string // text or json
+	Level  string // debug, info, warn, error
+}
+
+// Register adds -l/--log, --log-format and --log-level.
+func (o *LogOptions) Register(f *FlagSet) {
+	o.Format, o.Level = "text", "info"
+	f.String(&o.File, "l", "log", "FILE", "write the log to FILE instead of stderr")
+	f.Func("", "log-format", "text|json", "text", "log record format", func(s string) error {
+		if s != "text" && s != "json" {
+			return errors.New("must be text or json")
+		}
+		o.Format = s
+		return nil
+	})
+	f.Func("", "log-level", "LEVEL", "info", "least important level logged: debug, info, warn, error", func(s string) error {
+		var l slog.Level
+		if err := l.UnmarshalText([]byte(s)); err != nil {
+			return errors.New("must be debug, info, warn or error")
+		}
+		o.Level = s
+		return nil
+	})
+}
+
+// Open returns the logger and a function that closes its file.
+func (o *LogOptions) Open(stderr io.Writer) (*slog.Logger, func(), error) {
+	w, closeFn := stderr, func() {}
+	if o.File != "" {
+		f, err := os.OpenFile(o.File, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return nil, nil, err
+		}
+		w, closeFn = f, func() { f.Close() }
+	}
+	var level slog.Level
+	level.UnmarshalText([]byte(o.Level))
+	hopts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(w, hopts)
+	if o.Format == "json" {
+		h = slog.NewJSONHandler(w, hopts)
+	}
+	return slog.New(h), closeFn, nil
+}
+
+// WritePIDFile writes the process id to path and returns a function that
+// removes the file (if it still holds this pid).
+func WritePIDFile(path string) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	pid := strconv.Itoa(os.Getpid())
+	if err := os.WriteFile(path, []byte(pid+"\n"), 0o644); err != nil {
+		return nil, err
+	}
+	return func() {
+		if b, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(b)) == pid {
+			os.Remove(path)
+		}
+	}, nil
+}
+
+// daemonEnv marks the re-executed child of Daemonize.
+const daemonEnv = "TCPCOPY_EXAMPLE_DAEMONIZED"
+
+// Daemonize starts this program again in a new session, detached from the
+// terminal, with the same arguments, and reports true in the parent, which
+// should then exit; the child gets false. (A Go program cannot fork
+// safely, so -d re-executes.) The child's output goes to /dev/null: use -l
+// for its log.
+func Daemonize(stdout io.Writer) (parent bool, err error) {
+	if os.Getenv(daemonEnv) == "1" {
+		return false, nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return false, err
+	}
+	cmd := exec.Command(exe, os.Args[1:]...)
+	cmd.Env = append(os.Environ(), daemonEnv+"=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return false, err
+	}
+	fmt.Fprintf(stdout, "%d\n", cmd.Process.Pid)
+	return true, cmd.Process.Release()
+}
+
+// SignalContext returns a context cancelled by SIGINT, SIGTERM or SIGHUP;
+// a second signal kills the process the default way.
+func SignalContext(log *slog.Logger) (context.Context, context.CancelFunc) {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	go func() {
+		<-ctx.Done()
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			log.Info("stopping", "cause", cause)
+		}
+		stop() // a second signal is not caught
+	}()
+	return ctx, stop
+}
+
+// Report logs the statistics every interval (if positive) until ctx ends.
+func Report(ctx context.Context, log *slog.Logger, interval time.Duration, attrs func() []slog.Attr) {
+	if interval <= 0 {
+		return
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			log.LogAttrs(ctx, slog.LevelInfo, "stats", attrs()...)
+		}
+	}
+}
+
+// Metrics serves Prometheus metrics made from attrs on addr (/metrics)
+// until the returned stop function is called. Each numeric attribute
+// becomes prog_KEY (dots to underscores): a gauge when gauge(key) reports
+// true, else a counter named with _total.
+func Metrics(addr, prog string, attrs func() []slog.Attr, gauge func(key string) bool, log *slog.Logger) (stop func(), err error) {
+	if addr == "" {
+		return func() {}, nil
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		&attrCollector{prog: prog, attrs: attrs, gauge: gauge},
+	)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: listen on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	log.Info("metrics: serving", "addr", ln.Addr().String(), "path", "/metrics")
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}, nil
+}
+
+// attrCollector turns statistics attributes into constant metrics at each
+// scrape. It is an unchecked collector: the set of metrics follows the
+// library's counters.
+type attrCollector struct {
+	prog  string
+	attrs func() []slog.Attr
+	gauge func(string) bool
+}
+
+func (c *attrCollector) Describe(chan<- *prometheus.Desc) {}
+
+func (c *attrCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, a := range c.attrs() {
+		var v float64
+		switch a.Value.Kind() {
+		case slog.KindUint64:
+			v = float64(a.Value.Uint64())
+		case slog.KindInt64:
+			v = float64(a.Value.Int64())
+		case slog.KindFloat64:
+			v = a.Value.Float64()
+		case slog.KindDuration:
+			v = a.Value.Duration().Seconds()
+		default:
+			continue
+		}
+		name := c.prog + "_" + strings.NewReplacer(".", "_", "-", "_").Replace(a.Key)
+		typ := prometheus.GaugeValue
+		if a.Value.Kind() == slog.KindDuration {
+			name += "_seconds"
+		} else if !c.gauge(a.Key) {
+			typ = prometheus.CounterValue
+			name += "_total"
+		}
+		desc := prometheus.NewDesc(name, c.prog+" statistic "+a.Key, nil, nil)
+		m, err := prometheus.NewConstMetric(desc, typ, v)
+		if err == nil {
+			ch <- m
+		}
+	}
+}
+
+// Fail writes err as one line "prog: err" to w (without repeating the
+// library's own "prog:" prefix) and returns ExitError.
+func Fail(w io.Writer, prog string, err error) int {
+	msg := strings.TrimPrefix(err.Error(), prog+": ")
+	fmt.Fprintf(w, "%s: %s\n", prog, msg)
+	return ExitError
+}
