@@ -13,5 +13,8 @@
 // session) keeps a valid TCP conversation with the target using the
 // responses that an intercept.Interceptor captures on the target side and an
 // intercept.Server reports back; emit sends the result. Copier wires the
-// stages for the common case.
+// stages and shards the sessions across goroutines; Online builds the whole
+// copier host from a Config that mirrors TCPCopy's options (the tcpcopy
+// program is flags -> OnlineConfig -> Run), as intercept.Service does for
+// the target side.
 package tcpcopy

@@ -853,7 +853,7 @@ func (s OnlineStats) Dropped() uint64 {
 	c, ss := s.Capture, s.Session
 	return c.Truncated + c.Malformed + c.KernelDrops +
 		s.Copier.CopiesDropped + s.Copier.BadResponses + s.Pool.NoAddress +
-		ss.NoSession + ss.BufferFull + ss.Shed + ss.HandshakeTimeouts + ss.GapTimeouts +
+		ss.NoSession + ss.BufferFull + ss.Shed + ss.ShedPackets + ss.HandshakeTimeouts + ss.GapTimeouts +
 		ss.SkippedByProtocol + ss.EmitErrors + s.Emit.Dropped()
 }
 

@@ -24,7 +24,8 @@ type Stats struct {
 	Duplicates        uint64 // client retransmissions of bytes already sent or buffered
 	AbsorbedACKs      uint64 // captured pure ACKs (the table makes its own)
 	BufferFull        uint64 // client packets over MaxBuffered
-	Shed              uint64 // new sessions refused over MaxMemory
+	Shed              uint64 // new connections (SYNs) refused over MaxMemory
+	ShedPackets       uint64 // packets of connections first seen mid-stream, refused over MaxMemory
 	HandshakeTimeouts uint64 // sessions the target never answered
 	GapTimeouts       uint64 // sessions reset after a captured packet never came
 	TargetResets      uint64 // sessions the target reset with nothing left to send
@@ -43,7 +44,7 @@ type counters struct {
 	noSession, duplicates, absorbedACKs, bufferFull, shed         atomic.Uint64
 	handshakeTimeouts, gapTimeouts, targetResets, lostOnReset     atomic.Uint64
 	idleTimeouts, unknownResponses, retired, skipped, emitErrors  atomic.Uint64
-	portWaits                                                     atomic.Uint64
+	portWaits, shedPackets                                        atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
@@ -55,6 +56,7 @@ func (c *counters) snapshot() Stats {
 		Requests:  c.requests.Load(),
 		NoSession: c.noSession.Load(), Duplicates: c.duplicates.Load(),
 		AbsorbedACKs: c.absorbedACKs.Load(), BufferFull: c.bufferFull.Load(), Shed: c.shed.Load(),
+		ShedPackets:       c.shedPackets.Load(),
 		HandshakeTimeouts: c.handshakeTimeouts.Load(), GapTimeouts: c.gapTimeouts.Load(),
 		TargetResets: c.targetResets.Load(), LostOnReset: c.lostOnReset.Load(),
 		IdleTimeouts: c.idleTimeouts.Load(), UnknownResponses: c.unknownResponses.Load(),
@@ -80,6 +82,7 @@ func (s Stats) Add(o Stats) Stats {
 	s.AbsorbedACKs += o.AbsorbedACKs
 	s.BufferFull += o.BufferFull
 	s.Shed += o.Shed
+	s.ShedPackets += o.ShedPackets
 	s.HandshakeTimeouts += o.HandshakeTimeouts
 	s.GapTimeouts += o.GapTimeouts
 	s.TargetResets += o.TargetResets

@@ -136,7 +136,7 @@ func (t *Table) HandleClient(p *capture.Packet) {
 			return
 		}
 		if t.shedding() {
-			t.c.shed.Add(1)
+			t.c.shedPackets.Add(1) // per packet: a mid-stream connection has no SYN to count once
 			return
 		}
 		s = t.forge(p)

@@ -18,6 +18,7 @@ const (
 	phaseAuth              // a login or COM_CHANGE_USER is with the target; client bytes held
 	phaseCommand           // authenticated: commands pass
 	phasePassthrough       // compressed protocol after the login: bytes pass unparsed
+	phaseReplay            // stored prepares replayed; client bytes held until their ids are known
 )
 
 func (p phase) String() string {
@@ -32,6 +33,8 @@ func (p phase) String() string {
 		return "command"
 	case phasePassthrough:
 		return "passthrough"
+	case phaseReplay:
+		return "replay"
 	}
 	return "invalid"
 }
@@ -81,7 +84,7 @@ type conn struct {
 	scramble []byte // the target's current scramble
 
 	// Client stream.
-	hdr     [headerLen + 1]byte // header and command byte of the next packet
+	hdr     [headerLen + 1 + 4]byte // header, command byte and statement id of the next packet
 	nhdr    int
 	inPkt   bool
 	remain  int // payload bytes of the current packet still to come
@@ -102,6 +105,21 @@ type conn struct {
 	rseq    uint8
 	rpkt    []byte
 	rtrunc  bool // part of rpkt was not reported (PayloadLimit)
+
+	// Prepared statement ids. Servers number a connection's statements
+	// consecutively in prepare order, failed prepares included, but not
+	// from 1 (MariaDB 10.11 gives a new connection a finished one's counter).
+	// So the online server's ids are obase+1, obase+2, ... and the
+	// target's tbase+1, ...; the module learns tbase from the target's
+	// first PREPARE_OK and obase from the ids the client uses, and adds
+	// tbase-obase to every statement id the client sends.
+	nprep     uint32 // statements prepared on this target connection (replayed ones included)
+	obase     uint32 // the online server's base as known so far (the smallest consistent)
+	tbase     uint32
+	tknown    bool
+	awaitPrep uint32   // ordinal of the prepare whose PREPARE_OK would teach tbase
+	closeOrd  []uint32 // replayed placeholders to close once tbase is known
+	stmtOrd   uint32   // ordinal of the statement a COM_STMT_CLOSE under way names
 }
 
 func (c *conn) ready() bool {
@@ -123,6 +141,7 @@ func (c *conn) fail(ctr *atomic.Uint64, key, msg string, args ...any) {
 	}
 	c.skip = true
 	ctr.Add(1)
+	c.p.markSkipped(c.client)
 	c.p.warn(key, msg, append([]any{"client", c.client, "target", c.target}, args...)...)
 }
 
@@ -131,11 +150,11 @@ func (c *conn) fail(ctr *atomic.Uint64, key, msg string, args ...any) {
 // the target asks for an auth switch with a fresh scramble that the
 // module answers; the stored prepares follow once the target accepts.
 func (c *conn) Inject(dst []byte) []byte {
-	if !c.resumed {
+	if !c.resumed || c.skip {
 		return dst
 	}
 	p := c.p
-	l, prepares, own := p.store.lookup(c.client)
+	l, prepares, base, own := p.store.lookup(c.client)
 	isDefault := false
 	if l == nil && p.cfg.DefaultUser != "" {
 		l = &login{
@@ -158,22 +177,25 @@ func (c *conn) Inject(dst []byte) []byte {
 		c.password = pw
 	}
 	c.user, c.login, c.caps = l.user, l, l.caps
-	c.tcaps = loginCaps(l, pluginResume)
+	c.tcaps = loginCaps(l, pluginResume, 0)
 	c.compress = l.caps&clientCompress != 0
 	dst = appendLogin(dst, l, 1, nil, pluginResume)
 	c.injected = true
 	if !own {
 		p.store.putLogin(c.client, l) // this connection's own record from now on
 	}
-	if !c.compress {
+	if !c.compress && own {
 		for i, pkt := range prepares {
 			if pkt == nil {
-				// A statement closed since: its id must still be taken.
-				c.replay = appendPlaceholder(c.replay, uint32(i+1))
+				// A statement closed since: its id must still be taken,
+				// and it is closed once the target's ids are known.
+				c.replay = appendPlaceholder(c.replay)
+				c.closeOrd = append(c.closeOrd, uint32(i+1))
 				continue
 			}
 			c.replay = append(c.replay, pkt...)
 		}
+		c.nprep, c.obase = uint32(len(prepares)), base
 		p.c.injectedPrepares.Add(uint64(len(prepares)))
 	}
 	p.c.injected.Add(1)
@@ -185,26 +207,13 @@ func (c *conn) Inject(dst []byte) []byte {
 	return dst
 }
 
-// appendPlaceholder appends a prepare and a close for statement id, so a
-// rebuilt connection numbers its statements as the original did.
-func appendPlaceholder(dst []byte, id uint32) []byte {
+// appendPlaceholder appends a prepare that takes the id of a statement
+// closed since, so a rebuilt connection numbers its statements as the
+// original did.
+func appendPlaceholder(dst []byte) []byte {
 	const q = "SELECT 1"
 	dst = appendHeader(dst, 1+len(q), 0)
-	dst = append(append(dst, comStmtPrepare), q...)
-	dst = appendHeader(dst, 5, 0)
-	return binary.LittleEndian.AppendUint32(append(dst, comStmtClose), id)
-}
-
-// loginCaps returns the capabilities appendLogin announces.
-func loginCaps(l *login, plugin string) uint32 {
-	caps := l.caps &^ clientSSL
-	if caps&clientPluginAuthLenec == 0 {
-		caps |= clientSecureConn
-	}
-	if plugin != "" {
-		caps |= clientPluginAuth
-	}
-	return caps
+	return append(append(dst, comStmtPrepare), q...)
 }
 
 // Client implements session.Conn.
@@ -282,10 +291,23 @@ func (c *conn) need() int {
 	if c.nhdr < headerLen {
 		return headerLen
 	}
-	if n, _ := header(c.hdr[:headerLen]); n > 0 && !c.cont {
-		return headerLen + 1
+	n, seq := header(c.hdr[:headerLen])
+	if n == 0 || c.cont {
+		return headerLen
 	}
-	return headerLen
+	if c.nhdr > headerLen && n >= 5 && seq == 0 && hasStmtID(c.hdr[headerLen]) && c.phase == phaseCommand {
+		return headerLen + 5
+	}
+	return headerLen + 1
+}
+
+// hasStmtID reports whether command cmd starts with a statement id.
+func hasStmtID(cmd byte) bool {
+	switch cmd {
+	case comStmtExecute, comStmtSendLongData, comStmtClose, comStmtReset, comStmtFetch, comStmtBulkExecute:
+		return true
+	}
+	return false
 }
 
 func (c *conn) keep(b []byte) {
@@ -297,7 +319,7 @@ func (c *conn) keep(b []byte) {
 // start decides what to do with the packet whose header was gathered.
 func (c *conn) start(dst []byte) []byte {
 	n, seq := header(c.hdr[:headerLen])
-	c.seq, c.cmd = seq, -1
+	c.seq, c.cmd, c.stmtOrd = seq, -1, 0
 	if c.nhdr > headerLen {
 		c.cmd = int(c.hdr[headerLen])
 	}
@@ -340,6 +362,15 @@ func (c *conn) start(dst []byte) []byte {
 			c.act = actBuffer
 		case comStmtPrepare, comStmtClose, comInitDB, comResetConnection:
 			c.act = actStore
+		}
+		switch {
+		case c.cmd == comStmtPrepare:
+			c.nprep++
+			if !c.tknown {
+				c.awaitPrep = c.nprep
+			}
+		case len(hdr) == headerLen+5:
+			c.mapStmtID(hdr[headerLen+1:])
 		}
 	}
 	c.pkt = append(c.pkt[:0], hdr...)
@@ -412,7 +443,7 @@ func (c *conn) onLogin(dst, pkt []byte) []byte {
 			}
 		}
 		dst = appendLogin(dst, l, seq, auth, plugin)
-		c.tcaps = loginCaps(l, plugin)
+		c.tcaps = loginCaps(l, plugin, len(auth))
 	}
 	l.auth = nil
 	c.login, c.user, c.caps = l, l.user, l.caps
@@ -483,8 +514,8 @@ func (c *conn) onStored(pkt []byte) {
 	case comStmtPrepare:
 		st.addPrepare(c.client, pkt)
 	case comStmtClose:
-		if len(body) >= 5 {
-			st.closeStmt(c.client, binary.LittleEndian.Uint32(body[1:]))
+		if c.stmtOrd > 0 {
+			st.closeStmt(c.client, c.stmtOrd)
 		}
 	case comInitDB:
 		if c.login != nil {
@@ -502,6 +533,20 @@ func (c *conn) onStored(pkt []byte) {
 // answers to logins, answers auth switches, and when the target accepted,
 // sends the replayed prepares and the client bytes held meanwhile.
 func (c *conn) Response(dst, payload []byte, full int) []byte {
+	switch {
+	case c.skip:
+		return dst
+	case c.phase == phaseCommand && c.awaitPrep > 0:
+		return c.learnPrepare(dst, payload)
+	case c.phase == phaseReplay:
+		// The first answer after the login is the first replayed
+		// prepare's; whatever it is, the client's commands go on.
+		dst = c.learnPrepare(dst, payload)
+		c.phase = phaseCommand
+		held := c.held
+		c.held = nil
+		return c.feed(dst, held)
+	}
 	if c.skip || c.phase != phaseGreeting && c.phase != phaseAuth {
 		return dst
 	}
@@ -593,8 +638,16 @@ func (c *conn) onServer(dst, pkt []byte) []byte {
 			c.phase = phasePassthrough
 		}
 		c.dropAuth = true
-		dst = append(dst, c.replay...)
-		c.replay = nil
+		if len(c.replay) > 0 && c.phase == phaseCommand {
+			// The client's commands wait for the first replayed prepare's
+			// answer, which tells how the target numbers statements.
+			dst = append(dst, c.replay...)
+			c.replay = nil
+			if !c.tknown {
+				c.awaitPrep, c.phase = 1, phaseReplay
+				return dst
+			}
+		}
 		held := c.held
 		c.held = nil
 		return c.feed(dst, held)
@@ -644,5 +697,69 @@ func (c *conn) onServer(dst, pkt []byte) []byte {
 	}
 	c.fail(&p.c.malformed, "auth answer", "mysql: unexpected answer from the target to a login: session skipped",
 		"user", c.user, "first_byte", pkt[0])
+	return dst
+}
+
+// stmtLast is MariaDB's statement id for "the statement prepared last".
+const stmtLast = 0xffffffff
+
+// mapStmtID learns from and rewrites the statement id b (4 bytes, little
+// endian) of a client command.
+func (c *conn) mapStmtID(b []byte) {
+	x := binary.LittleEndian.Uint32(b)
+	c.stmtOrd = 0
+	if x == stmtLast || x == 0 {
+		return
+	}
+	// x = obase + k with 1 <= k <= nprep: obase is at least x - nprep. The
+	// smallest consistent base is right when the online connection counted
+	// from 0, and whenever the client first uses the statement it
+	// prepared last (prepare-then-execute, as drivers do).
+	if x > c.nprep && x-c.nprep > c.obase {
+		c.obase = x - c.nprep
+		c.p.store.setBase(c.client, c.obase)
+	}
+	if x > c.obase && x-c.obase <= c.nprep {
+		c.stmtOrd = x - c.obase
+	}
+	if !c.tknown {
+		c.p.c.stmtUnmapped.Add(1)
+		return
+	}
+	if y := x - c.obase + c.tbase; y != x {
+		binary.LittleEndian.PutUint32(b, y)
+		c.p.c.stmtMapped.Add(1)
+	}
+}
+
+// learnPrepare looks for the PREPARE_OK of prepare number awaitPrep at the
+// start of a target segment (responses to one command start a segment,
+// since the table paces commands) and learns the target's base from it.
+// It returns the closes of replayed placeholders, due once ids are known.
+func (c *conn) learnPrepare(dst, payload []byte) []byte {
+	if len(payload) < headerLen+12 {
+		return dst
+	}
+	n, seq := header(payload)
+	body := payload[headerLen:]
+	switch {
+	case seq != 1:
+		return dst
+	case body[0] == 0xff:
+		c.awaitPrep = 0 // that prepare failed; the next one will tell
+		return dst
+	case n != 12 || body[0] != 0x00 || body[9] != 0x00:
+		return dst // not a PREPARE_OK: the tail of an earlier answer
+	}
+	id := binary.LittleEndian.Uint32(body[1:])
+	if id < c.awaitPrep {
+		return dst
+	}
+	c.tbase, c.tknown, c.awaitPrep = id-c.awaitPrep, true, 0
+	for _, k := range c.closeOrd {
+		dst = appendHeader(dst, 5, 0)
+		dst = binary.LittleEndian.AppendUint32(append(dst, comStmtClose), c.tbase+k)
+	}
+	c.closeOrd = nil
 	return dst
 }

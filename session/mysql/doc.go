@@ -25,7 +25,18 @@
 //   - stores each connection's login and its COM_STMT_PREPARE packets, so a
 //     connection the target reset, or one captured mid-stream, is rebuilt by
 //     injecting the login (and, after the target accepted it, the prepares)
-//     before the client's first command;
+//     before the client's first command. The injected login goes out before
+//     the target's greeting, so it claims a client plugin no server has
+//     ("tcpcopy_resume") and an empty response: the target answers with an
+//     auth-switch request carrying a fresh scramble, which the module
+//     answers with the password;
+//   - maps prepared statement ids: a server numbers a connection's
+//     statements consecutively but not from 1 (MariaDB 10.11 hands a new
+//     connection a finished one's counter), so the module learns the
+//     target's numbering from its first PREPARE_OK and the online server's
+//     from the ids the client uses, and rewrites the ids of
+//     COM_STMT_EXECUTE, SEND_LONG_DATA, CLOSE, RESET, FETCH and MariaDB's
+//     BULK_EXECUTE;
 //   - skips (the table resets it and counts it) a session asking for TLS,
 //     a user without a password, an authentication plugin it cannot answer,
 //     and a login the target refused, with one clear log line.
@@ -36,5 +47,10 @@
 //
 // MySQL packets split across TCP segments, several in one segment, and
 // logins larger than one segment are all handled: the module works on the
-// byte stream, not on segments.
+// byte stream, not on segments. After a login with CLIENT_COMPRESS the
+// bytes pass unparsed (no COM_CHANGE_USER rewrite, no stored prepares).
+//
+// Which stored login rebuilds a session is described at type store: the
+// connection's own (same client address and port), else the latest login
+// from its client address, else Config.DefaultUser.
 package mysql

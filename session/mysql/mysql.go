@@ -60,6 +60,8 @@ type Stats struct {
 	InjectedDefault  uint64 // of Injected: logged in as DefaultUser
 	InjectedPrepares uint64 // COM_STMT_PREPARE packets replayed into rebuilt sessions
 	DroppedAuth      uint64 // client authentication packets dropped (round trips the target did not take)
+	StmtIDsMapped    uint64 // statement ids rewritten from the online server's numbering to the target's
+	StmtIDsUnmapped  uint64 // statement ids sent as they were: the target's numbering was not learned yet
 
 	StoredConns       uint64 // connections whose login is stored now
 	StoredBytes       uint64 // bytes those records take now
@@ -75,13 +77,17 @@ type Stats struct {
 	BadGreeting     uint64 // the target's greeting missing, refused or cut short (PayloadLimit)
 	Malformed       uint64 // a client packet the module could not parse
 	Overflow        uint64 // too much client data while the target authenticated
+	// SkippedAgain counts later packets of a skipped session that the
+	// table took for a new mid-stream session, skipped again at once.
+	SkippedAgain uint64
 }
 
 type counters struct {
 	sessions, logins, changeUsers, authSwitches, authOK      atomic.Uint64
 	injected, injectedDefault, injectedPrepares, droppedAuth atomic.Uint64
 	tls, unknownUser, noLogin, unsupportedAuth, authFailed   atomic.Uint64
-	badGreeting, malformed, overflow                         atomic.Uint64
+	badGreeting, malformed, overflow, skippedAgain           atomic.Uint64
+	stmtMapped, stmtUnmapped                                 atomic.Uint64
 }
 
 // Protocol is the MySQL protocol module: a session.Protocol to set as
@@ -95,8 +101,9 @@ type Protocol struct {
 	c     counters
 	log   *slog.Logger
 
-	warnMu sync.Mutex
-	warned map[string]struct{}
+	warnMu  sync.Mutex
+	warned  map[string]struct{}
+	skipped map[capture.Endpoint]struct{} // clients of skipped sessions (under warnMu)
 }
 
 var _ session.Protocol = (*Protocol)(nil)
@@ -149,14 +156,42 @@ func New(cfg *Config) (*Protocol, error) {
 	return &Protocol{
 		cfg: c, users: users, log: log,
 		store:  newStore(c.MaxStoredConns, c.MaxStoredBytes, c.MaxPrepares),
-		warned: make(map[string]struct{}),
+		warned: make(map[string]struct{}), skipped: make(map[capture.Endpoint]struct{}),
 	}, nil
 }
 
 // Open implements session.Protocol.
+//
+// The session table forgets a skipped session, so the rest of its client
+// packets would open a mid-stream session each; a resumed session on the
+// endpoint of a skipped one is skipped at once (counted as SkippedAgain)
+// until a new connection (a SYN) takes the endpoint.
 func (p *Protocol) Open(client, target capture.Endpoint, resumed bool) session.Conn {
 	p.c.sessions.Add(1)
-	return &conn{p: p, client: client, target: target, resumed: resumed, phase: phaseGreeting}
+	c := &conn{p: p, client: client, target: target, resumed: resumed, phase: phaseGreeting}
+	p.warnMu.Lock()
+	_, skipped := p.skipped[client]
+	if skipped && !resumed {
+		delete(p.skipped, client)
+	}
+	p.warnMu.Unlock()
+	if skipped && resumed {
+		c.skip = true
+		p.c.skippedAgain.Add(1)
+	}
+	return c
+}
+
+// maxSkipped bounds the remembered clients of skipped sessions.
+const maxSkipped = 65536
+
+func (p *Protocol) markSkipped(client capture.Endpoint) {
+	p.warnMu.Lock()
+	if len(p.skipped) >= maxSkipped {
+		clear(p.skipped)
+	}
+	p.skipped[client] = struct{}{}
+	p.warnMu.Unlock()
 }
 
 // Stats returns a snapshot of the counters.
@@ -172,6 +207,7 @@ func (p *Protocol) Stats() Stats {
 		TLS: c.tls.Load(), UnknownUser: c.unknownUser.Load(), NoLogin: c.noLogin.Load(),
 		UnsupportedAuth: c.unsupportedAuth.Load(), AuthFailed: c.authFailed.Load(),
 		BadGreeting: c.badGreeting.Load(), Malformed: c.malformed.Load(), Overflow: c.overflow.Load(),
+		SkippedAgain: c.skippedAgain.Load(), StmtIDsMapped: c.stmtMapped.Load(), StmtIDsUnmapped: c.stmtUnmapped.Load(),
 	}
 }
 

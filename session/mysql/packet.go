@@ -25,12 +25,17 @@ const (
 
 // Commands the module looks at.
 const (
-	comQuit            = 0x01
-	comInitDB          = 0x02
-	comChangeUser      = 0x11
-	comStmtPrepare     = 0x16
-	comStmtClose       = 0x19
-	comResetConnection = 0x1f
+	comQuit             = 0x01
+	comInitDB           = 0x02
+	comChangeUser       = 0x11
+	comStmtPrepare      = 0x16
+	comStmtExecute      = 0x17
+	comStmtSendLongData = 0x18
+	comStmtClose        = 0x19
+	comStmtReset        = 0x1a
+	comStmtFetch        = 0x1c
+	comResetConnection  = 0x1f
+	comStmtBulkExecute  = 0xfa // MariaDB
 )
 
 // Authentication plugins.
@@ -305,13 +310,7 @@ func parseLogin(p []byte) (*login, error) {
 func appendLogin(dst []byte, l *login, seq uint8, auth []byte, plugin string) []byte {
 	start := len(dst)
 	dst = appendHeader(dst, 0, seq)
-	caps := l.caps &^ clientSSL
-	if caps&clientPluginAuthLenec == 0 {
-		caps |= clientSecureConn // a 1-byte length: the hash may hold NULs
-	}
-	if plugin != "" {
-		caps |= clientPluginAuth
-	}
+	caps := loginCaps(l, plugin, len(auth))
 	if l.db != "" {
 		caps |= clientConnectWithDB
 	}
@@ -342,6 +341,23 @@ func appendLogin(dst []byte, l *login, seq uint8, auth []byte, plugin string) []
 	}
 	putLength(dst[start:])
 	return dst
+}
+
+// loginCaps returns the capabilities appendLogin announces for l with an
+// auth response of authLen bytes and the given client plugin.
+func loginCaps(l *login, plugin string, authLen int) uint32 {
+	caps := l.caps &^ clientSSL
+	switch {
+	case caps&clientPluginAuthLenec != 0:
+	case authLen > 255:
+		caps |= clientPluginAuthLenec
+	default:
+		caps |= clientSecureConn // a 1-byte length: the hash may hold NULs
+	}
+	if plugin != "" {
+		caps |= clientPluginAuth
+	}
+	return caps
 }
 
 // changeUser is a parsed COM_CHANGE_USER.

@@ -41,6 +41,7 @@ type record struct {
 	key        capture.Endpoint
 	login      *login // never modified once stored: replaced
 	prepares   [][]byte
+	base       uint32 // the online server's statement id base, as learned
 	bytes      int64
 	prev, next *record
 }
@@ -178,31 +179,39 @@ func (s *store) notePrepareTooLarge(key capture.Endpoint) {
 	}
 }
 
-// closeStmt marks statement id closed. Servers number a connection's
-// statements 1, 2, ... in prepare order (failed prepares included).
-func (s *store) closeStmt(key capture.Endpoint, id uint32) {
+// closeStmt marks the ord'th statement prepared on the connection closed.
+func (s *store) closeStmt(key capture.Endpoint, ord uint32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := s.conns[key]
-	if r == nil || id == 0 || uint64(id) > uint64(len(r.prepares)) {
+	if r == nil || ord == 0 || uint64(ord) > uint64(len(r.prepares)) {
 		return
 	}
-	p := r.prepares[id-1]
-	r.prepares[id-1] = nil
+	p := r.prepares[ord-1]
+	r.prepares[ord-1] = nil
 	s.grow(r, -int64(len(p)))
 }
 
-// lookup returns a connection's own login and prepares (copied), or else
-// the latest login from its address (no prepares: their statement ids
+// setBase records the online server's statement id base of a connection.
+func (s *store) setBase(key capture.Endpoint, base uint32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r := s.conns[key]; r != nil {
+		r.base = base
+	}
+}
+
+// lookup returns a connection's own login, prepares (copied) and statement
+// id base, or else the latest login from its address (no prepares: they
 // belong to another connection). fromConn tells which.
-func (s *store) lookup(key capture.Endpoint) (l *login, prepares [][]byte, fromConn bool) {
+func (s *store) lookup(key capture.Endpoint) (l *login, prepares [][]byte, base uint32, fromConn bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if r := s.conns[key]; r != nil {
 		s.touch(r)
-		return r.login, append([][]byte(nil), r.prepares...), true
+		return r.login, append([][]byte(nil), r.prepares...), r.base, true
 	}
-	return s.addrs[key.Addr()], nil, false
+	return s.addrs[key.Addr()], nil, 0, false
 }
 
 func (s *store) usage() (conns int, bytes int64, evicted, notStored uint64) {
