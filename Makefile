@@ -18,3 +18,18 @@ FUZZTIME ?= 30s
 fuzz:
 	go test -run=NONE -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./capture
 	go test -run=NONE -fuzz=FuzzRewriteChecksum -fuzztime=$(FUZZTIME) ./capture
+
+# The load harness (issue 9): the demo's lab driven flat out by wrk, with
+# the cost of the copy reported per run. As root; needs wrk and nginx-light.
+BENCH_DURATION ?= 10s
+.PHONY: bench-e2e
+bench-e2e:
+	go build -o bin/demo ./examples/demo
+	go build -o bin/tcpcopy ./examples/tcpcopy
+	go build -o bin/intercept ./examples/intercept
+	@for server in go nginx; do \
+	  for args in "-connections 50" "-connections 50 -short" "-connections 50 -cpus 1" "-connections 50 -short -cpus 1"; do \
+	    ./bin/demo -bin bin -load wrk -duration $(BENCH_DURATION) -server $$server $$args | grep '^bench:'; \
+	  done; \
+	  ./bin/demo -bin bin -load wrk -duration $(BENCH_DURATION) -server $$server -deployment nfqueue -connections 4 | grep '^bench:'; \
+	done

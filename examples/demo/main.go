@@ -44,6 +44,14 @@ type options struct {
 	bin         string
 	verbose     bool
 	hold        time.Duration
+
+	// The load harness (bench.go).
+	load        string
+	server      string
+	duration    time.Duration
+	connections int
+	short       bool
+	cpus        int
 }
 
 func main() {
@@ -56,6 +64,12 @@ func main() {
 	fs.StringVar(&o.bin, "bin", "", "directory with prebuilt tcpcopy and intercept binaries (default: go build them into a temporary directory)")
 	fs.BoolVar(&o.verbose, "v", false, "show the programs' logs")
 	fs.DurationVar(&o.hold, "hold", 0, "keep the lab up this long after the load, to look around (ip netns list)")
+	fs.StringVar(&o.load, "load", "go", "load generator: go (the demo's bounded client, -requests) or wrk (flat out for -duration, and a cost report: the load harness)")
+	fs.StringVar(&o.server, "server", "go", "HTTP server on the online and target hosts: go or nginx")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "with -load wrk: how long wrk runs (at most 5m)")
+	fs.IntVar(&o.connections, "connections", 50, "with -load wrk: connections wrk keeps open (at most 1000)")
+	fs.BoolVar(&o.short, "short", false, "with -load wrk: one request per connection (Connection: close)")
+	fs.IntVar(&o.cpus, "cpus", 0, "run tcpcopy on this many CPUs (taskset and GOMAXPROCS; 0: all)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: go run ./examples/demo [options]   (as root)\n\n")
 		fs.PrintDefaults()
@@ -78,6 +92,21 @@ func main() {
 		os.Exit(2)
 	case o.concurrency < 1 || o.concurrency > 64:
 		fmt.Fprintf(os.Stderr, "demo: invalid value %d for flag -concurrency: must be in [1, 64]\n", o.concurrency)
+		os.Exit(2)
+	case o.load != "go" && o.load != "wrk":
+		fmt.Fprintf(os.Stderr, "demo: invalid value %q for flag -load: must be go or wrk\n", o.load)
+		os.Exit(2)
+	case o.server != "go" && o.server != "nginx":
+		fmt.Fprintf(os.Stderr, "demo: invalid value %q for flag -server: must be go or nginx\n", o.server)
+		os.Exit(2)
+	case o.duration < time.Second || o.duration > 5*time.Minute:
+		fmt.Fprintf(os.Stderr, "demo: invalid value %v for flag -duration: must be in [1s, 5m]\n", o.duration)
+		os.Exit(2)
+	case o.connections < 1 || o.connections > 1000:
+		fmt.Fprintf(os.Stderr, "demo: invalid value %d for flag -connections: must be in [1, 1000]\n", o.connections)
+		os.Exit(2)
+	case o.cpus < 0 || o.cpus > 64:
+		fmt.Fprintf(os.Stderr, "demo: invalid value %d for flag -cpus: must be in [0, 64]\n", o.cpus)
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
@@ -109,9 +138,11 @@ func run(ctx context.Context, o *options) (err error) {
 	if os.Geteuid() != 0 {
 		return errors.New("run me as root: the demo builds network namespaces (sudo go run ./examples/demo)")
 	}
-	for _, tool := range []string{"ip", "iptables"} {
-		if _, err := exec.LookPath(tool); err != nil && (tool == "ip" || o.deployment == "nfqueue") {
-			return fmt.Errorf("%s not found: apt-get install -y iproute2 iptables", tool)
+	for _, tool := range []string{"ip", "iptables", "wrk", "nginx"} {
+		needed := tool == "ip" || tool == "iptables" && o.deployment == "nfqueue" ||
+			tool == "wrk" && o.load == "wrk" || tool == "nginx" && o.server == "nginx"
+		if _, err := exec.LookPath(tool); err != nil && needed {
+			return fmt.Errorf("%s not found: apt-get install -y iproute2 iptables wrk nginx-light", tool)
 		}
 	}
 	bin := o.bin
@@ -142,6 +173,23 @@ func run(ctx context.Context, o *options) (err error) {
 	if err := lab.Try(func() { d = setup(lab, o) }); err != nil {
 		return err
 	}
+	if o.server == "nginx" {
+		dir, err := os.MkdirTemp("", "tcpcopy-demo-nginx-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		if err := lab.Try(func() {
+			if d.onlineSrv, err = startNginx(d.online, onlineIP, filepath.Join(dir, "online")); err == nil {
+				d.targetSrv, err = startNginx(d.target, targetIP, filepath.Join(dir, "target"))
+			}
+		}); err != nil {
+			return err
+		}
+		if err != nil {
+			return err
+		}
+	}
 	defer d.closeServers()
 	stopWatch, err := d.watchLeaks()
 	if err != nil {
@@ -170,7 +218,7 @@ type demo struct {
 	toTarget                          string // the assistant's interface facing the target
 	onlineURL                         string
 	interceptAddr                     string
-	onlineSrv, targetSrv              *counter
+	onlineSrv, targetSrv              requestCounter
 	servers                           []*http.Server
 	clientSaw                         atomic.Int64 // packets from the target that reached the client
 }
@@ -218,7 +266,7 @@ const (
 func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 
 func setup(lab *netlab.Standalone, o *options) *demo {
-	d := &demo{o: o, onlineSrv: &counter{}, targetSrv: &counter{}}
+	d := &demo{o: o}
 	d.client = lab.Namespace("client")
 	d.online = lab.Namespace("online")
 	d.target = lab.Namespace("target")
@@ -246,9 +294,13 @@ func setup(lab *netlab.Standalone, o *options) *demo {
 		d.interceptAddr = targetIP
 	}
 	d.onlineURL = "http://" + onlineIP
-	d.servers = append(d.servers,
-		serve(d.online.Listen("tcp4", onlineIP+":80"), d.onlineSrv),
-		serve(d.target.Listen("tcp4", targetIP+":80"), d.targetSrv))
+	if o.server == "go" {
+		onlineSrv, targetSrv := &counter{}, &counter{}
+		d.onlineSrv, d.targetSrv = onlineSrv, targetSrv
+		d.servers = append(d.servers,
+			serve(d.online.Listen("tcp4", onlineIP+":80"), onlineSrv),
+			serve(d.target.Listen("tcp4", targetIP+":80"), targetSrv))
+	}
 	return d
 }
 
@@ -292,7 +344,8 @@ func (d *demo) run(ctx context.Context, lab *netlab.Standalone, bin string) erro
 		return err
 	}
 	if err := lab.Try(func() {
-		tc = start(d.online, "tcpcopy", filepath.Join(bin, "tcpcopy"), tcArgs, o.verbose)
+		path, args := pinned(o.cpus, filepath.Join(bin, "tcpcopy"), tcArgs)
+		tc = start(d.online, "tcpcopy", path, args, o.verbose)
 	}); err != nil {
 		return err
 	}
@@ -301,18 +354,34 @@ func (d *demo) run(ctx context.Context, lab *netlab.Standalone, bin string) erro
 		return err
 	}
 
-	say("driving %d requests from %d clients at http://%s/ (half of them on keep-alive connections) ...", o.requests, o.concurrency, onlineIP)
-	failed := d.load(ctx)
+	var failed int64
+	loadStart := time.Now()
+	if o.load == "wrk" {
+		mode := "keep-alive"
+		if o.short {
+			mode = "short connections"
+		}
+		say("driving wrk for %v with %d %s at http://%s/ ...", o.duration, o.connections, mode, onlineIP)
+		rate, err := d.wrk(ctx)
+		if err != nil {
+			return err
+		}
+		say("wrk: %.0f requests/s", rate)
+	} else {
+		say("driving %d requests from %d clients at http://%s/ (half of them on keep-alive connections) ...", o.requests, o.concurrency, onlineIP)
+		failed = d.load(ctx)
+	}
+	loadTime := time.Since(loadStart)
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	online := d.onlineSrv.n.Load()
+	online := d.onlineSrv.count()
 	want := online * int64(o.copies)
 	// Wait (bounded) for the copies to reach the target.
 	deadline := time.Now().Add(30 * time.Second)
 	last, lastChange := int64(-1), time.Now()
 	for time.Now().Before(deadline) && ctx.Err() == nil {
-		got := d.targetSrv.n.Load()
+		got := d.targetSrv.count()
 		if got >= want {
 			break
 		}
@@ -330,12 +399,14 @@ func (d *demo) run(ctx context.Context, lab *netlab.Standalone, bin string) erro
 		case <-ctx.Done():
 		}
 	}
+	tcUse, tcErr := procUsage(tc.cmd.Process.Pid)
+	icUse, icErr := procUsage(ic.cmd.Process.Pid)
 	tcFinal := tc.stop(10 * time.Second)
 	icFinal := ic.stop(10 * time.Second)
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	got := d.targetSrv.n.Load()
+	got := d.targetSrv.count()
 	say("")
 	say("online server handled %d requests (%d client errors)", online, failed)
 	say("target server handled %d requests (tcpcopy -n %d)", got, o.copies)
@@ -347,6 +418,12 @@ func (d *demo) run(ctx context.Context, lab *netlab.Standalone, bin string) erro
 	say("tcpcopy final report:   %s", tcFinal)
 	say("intercept final report: %s", icFinal)
 	say("packets from the target that reached the real client: %d", d.clientSaw.Load())
+	if o.load == "wrk" {
+		if tcErr != nil || icErr != nil {
+			return fmt.Errorf("reading the programs' usage: %v %v", tcErr, icErr)
+		}
+		say("bench: %s", benchReport(o, float64(online)/loadTime.Seconds(), float64(got)/loadTime.Seconds(), online, got, tcUse, icUse))
+	}
 	if got < want {
 		return fmt.Errorf("the target handled %d requests of %d", got, want)
 	}
