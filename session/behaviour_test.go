@@ -191,8 +191,17 @@ func TestProtocolModuleShiftsSequence(t *testing.T) {
 	h.client(1006, 7001, psh, "Q1") // client byte 1006 is target byte 1006+12+3
 	h.expect(capture.Segment{Seq: 1021, Ack: 5011, Flags: psh, Payload: []byte("Q1")})
 	h.client(1008, 7001, psh, "TLS")
-	if st := h.tab.Stats(); st.SkippedByProtocol != 1 || st.Active != 0 {
+	h.out.take()
+	// The session stays as a tombstone: the client's next packets are
+	// absorbed, not copied as a new mid-stream session, until it closes.
+	h.client(1011, 7001, psh, "more")
+	h.expect()
+	if st := h.tab.Stats(); st.SkippedByProtocol != 1 || st.SkippedPackets != 1 || st.Active != 1 || st.Forged != 0 {
 		t.Errorf("stats %+v", st)
+	}
+	h.client(1015, 7001, fin, "")
+	if st := h.tab.Stats(); st.Active != 0 {
+		t.Errorf("tombstone kept after the client's FIN: %+v", st)
 	}
 	if len(mod.opened) != 1 || mod.opened[0] {
 		t.Errorf("opened %v", mod.opened)

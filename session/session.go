@@ -111,6 +111,7 @@ type sess struct {
 	finRcvd        bool
 	closedAt       time.Time
 	closedByTarget bool // the target reset it; later client data resumes it
+	skipped        bool // the protocol module gave up on it: a tombstone
 
 	waiting []*successor // new connections on the same port, oldest first
 

@@ -35,6 +35,7 @@ type Stats struct {
 	Retired           uint64 // open sessions cut off by a new connection on their port
 	PortWaits         uint64 // new connections that waited for the previous one on their port
 	SkippedByProtocol uint64 // sessions the protocol module could not copy
+	SkippedPackets    uint64 // client packets of those sessions, absorbed
 	EmitErrors        uint64 // batches the Emitter refused
 }
 
@@ -44,7 +45,7 @@ type counters struct {
 	noSession, duplicates, absorbedACKs, bufferFull, shed         atomic.Uint64
 	handshakeTimeouts, gapTimeouts, targetResets, lostOnReset     atomic.Uint64
 	idleTimeouts, unknownResponses, retired, skipped, emitErrors  atomic.Uint64
-	portWaits, shedPackets                                        atomic.Uint64
+	portWaits, shedPackets, skippedPackets                        atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
@@ -56,7 +57,7 @@ func (c *counters) snapshot() Stats {
 		Requests:  c.requests.Load(),
 		NoSession: c.noSession.Load(), Duplicates: c.duplicates.Load(),
 		AbsorbedACKs: c.absorbedACKs.Load(), BufferFull: c.bufferFull.Load(), Shed: c.shed.Load(),
-		ShedPackets:       c.shedPackets.Load(),
+		ShedPackets: c.shedPackets.Load(), SkippedPackets: c.skippedPackets.Load(),
 		HandshakeTimeouts: c.handshakeTimeouts.Load(), GapTimeouts: c.gapTimeouts.Load(),
 		TargetResets: c.targetResets.Load(), LostOnReset: c.lostOnReset.Load(),
 		IdleTimeouts: c.idleTimeouts.Load(), UnknownResponses: c.unknownResponses.Load(),
@@ -92,6 +93,7 @@ func (s Stats) Add(o Stats) Stats {
 	s.Retired += o.Retired
 	s.PortWaits += o.PortWaits
 	s.SkippedByProtocol += o.SkippedByProtocol
+	s.SkippedPackets += o.SkippedPackets
 	s.EmitErrors += o.EmitErrors
 	return s
 }

@@ -159,6 +159,13 @@ func (t *Table) HandleClient(p *capture.Packet) {
 		t.c.absorbedACKs.Add(1)
 		return
 	}
+	if s.st == stateClosed && s.skipped {
+		t.c.skippedPackets.Add(1)
+		if flags&(capture.FlagFIN|capture.FlagRST) != 0 {
+			t.free(s)
+		}
+		return
+	}
 	if s.st == stateClosed {
 		if !s.closedByTarget || p.PayloadLen() == 0 || p.EndSeq().LessThanEq(s.cliNxt) {
 			t.c.duplicates.Add(1)
@@ -505,7 +512,11 @@ func (t *Table) timers(s *sess) {
 			t.pump(s)
 		}
 	case stateClosed:
-		if now.Sub(s.closedAt) >= t.cfg.Linger {
+		since := s.closedAt
+		if s.skipped {
+			since = s.lastActive // a tombstone lasts while the client talks
+		}
+		if now.Sub(since) >= t.cfg.Linger {
 			t.free(s)
 		}
 	}
@@ -647,18 +658,16 @@ func (t *Table) pump(s *sess) {
 	if s.st != stateEstablished {
 		return
 	}
-	if s.conn != nil {
-		if s.conn.Skip() {
-			t.c.skipped.Add(1)
-			t.makeRST(s)
-			t.free(s)
-			return
-		}
-		if !s.conn.Ready() {
-			return
-		}
-	}
 	for len(s.pending) > 0 {
+		if s.conn != nil {
+			if s.conn.Skip() {
+				t.skip(s)
+				return
+			}
+			if !s.conn.Ready() {
+				return // asked again before every segment
+			}
+		}
 		g := &s.pending[0]
 		if g.flags&capture.FlagRST == 0 && g.end.LessThanEq(s.cliNxt) {
 			t.c.duplicates.Add(1) // covered by what was sent before
@@ -693,9 +702,7 @@ func (t *Table) pump(s *sess) {
 		}
 		rst := g.flags&capture.FlagRST != 0
 		if !t.sendPending(s, g) {
-			t.c.skipped.Add(1)
-			t.makeRST(s)
-			t.free(s)
+			t.skip(s)
 			return
 		}
 		t.popPending(s)
@@ -705,6 +712,17 @@ func (t *Table) pump(s *sess) {
 			return
 		}
 	}
+}
+
+// skip ends a session the protocol module cannot copy: the target
+// connection is reset, and the session stays as a tombstone that absorbs the
+// client's further packets (else each would start a mid-stream session)
+// until the client closes or falls silent for Linger.
+func (t *Table) skip(s *sess) {
+	t.c.skipped.Add(1)
+	t.makeRST(s)
+	t.close(s)
+	s.skipped = true
 }
 
 func (t *Table) popPending(s *sess) {
