@@ -6,7 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -52,7 +52,7 @@ http {
 	keepalive_requests 1000000;
 	server {
 		listen %[2]s:80 reuseport backlog=4096;
-		location / { return 200 "%[3]s"; }
+		location / { root %[1]s; try_files /answer.txt =404; }
 	}
 	server {
 		listen 127.0.0.1:8099;
@@ -66,21 +66,32 @@ func startNginx(ns *netlab.NS, addr, dir string) (*nginxServer, error) {
 		return nil, err
 	}
 	conf := filepath.Join(dir, "nginx.conf")
-	body := strings.Repeat("tcpcopy demo answer\\n", 200)
-	if err := os.WriteFile(conf, fmt.Appendf(nil, nginxConf, dir, addr, body), 0o644); err != nil {
+	// The same answer as the Go server's: a few segments.
+	if err := os.WriteFile(filepath.Join(dir, "answer.txt"), []byte(strings.Repeat("tcpcopy demo answer\n", 200)), 0o644); err != nil {
 		return nil, err
 	}
-	ns.Start("nginx", "-c", conf, "-p", dir)
+	if err := os.WriteFile(conf, fmt.Appendf(nil, nginxConf, dir, addr), 0o644); err != nil {
+		return nil, err
+	}
+	logf, err := os.Create(filepath.Join(dir, "nginx.log"))
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	cmd := ns.Command("nginx", "-c", conf, "-p", dir)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	ns.StartCmd(cmd)
 	s := &nginxServer{ns: ns}
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		if _, err := s.status(); err == nil {
+		if _, err = s.status(); err == nil {
 			s.base = 0
 			return s, nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return nil, fmt.Errorf("nginx in %s did not come up", ns.Name())
+	out, _ := os.ReadFile(logf.Name())
+	return nil, fmt.Errorf("nginx in %s did not come up: %v\n%s", ns.Name(), err, out)
 }
 
 var nginxRequests = regexp.MustCompile(`\n\s*\d+\s+\d+\s+(\d+)`)
@@ -89,12 +100,18 @@ var nginxRequests = regexp.MustCompile(`\n\s*\d+\s+\d+\s+(\d+)`)
 func (s *nginxServer) status() (int64, error) {
 	var n int64
 	err := s.ns.Do(func() error {
-		resp, err := (&http.Client{Timeout: 2 * time.Second}).Get("http://127.0.0.1:8099/")
+		// Dialed here, on the namespace's thread: an http.Client would
+		// dial from a goroutine of its own, outside the namespace.
+		c, err := net.DialTimeout("tcp", "127.0.0.1:8099", 2*time.Second)
 		if err != nil {
 			return err
 		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := io.WriteString(c, "GET / HTTP/1.0\r\n\r\n"); err != nil {
+			return err
+		}
+		b, err := io.ReadAll(c)
 		if err != nil {
 			return err
 		}
