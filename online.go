@@ -221,6 +221,8 @@ type Online struct {
 	sampler  *rewrite.Sampler
 	pool     *rewrite.ClientPool
 	copies   *rewrite.Copies
+	// copyRewriter makes the -n copies: copies, or the offline rounds'.
+	copyRewriter CopyRewriter
 
 	capt     capture.Capturer
 	pacer    *replay.Pacer // offline replay
@@ -294,10 +296,6 @@ func NewOnline(cfg *OnlineConfig) (*Online, error) {
 	if len(servers) == 0 {
 		return nil, errors.New("tcpcopy: no intercept servers (-s)")
 	}
-	rw, err := o.rewriters()
-	if err != nil {
-		return nil, err
-	}
 	if err := o.sessionTemplate(); err != nil {
 		return nil, err
 	}
@@ -319,6 +317,10 @@ func NewOnline(cfg *OnlineConfig) (*Online, error) {
 			drain = 120 * time.Second
 		}
 	}
+	rw, err := o.rewriters()
+	if err != nil {
+		return nil, err
+	}
 	var newTableErr error
 	ccfg := &Config{
 		Capturer: o.capt,
@@ -336,8 +338,8 @@ func NewOnline(cfg *OnlineConfig) (*Online, error) {
 			return t
 		},
 	}
-	if o.copies != nil {
-		ccfg.Copies = o.copies
+	if o.copyRewriter != nil {
+		ccfg.Copies = o.copyRewriter
 	}
 	o.copier, err = NewCopier(ccfg)
 	if newTableErr != nil {
@@ -433,13 +435,32 @@ func (o *Online) rewriters() (rewrite.Rewriter, error) {
 	if c.Copies < 0 || c.Instance < 0 {
 		return nil, fmt.Errorf("tcpcopy: copies %d and instance %d must not be negative", c.Copies, c.Instance)
 	}
-	if c.Copies > 1 || c.Instance > 0 {
+	// An offline file replayed several times (-T) brings the same client
+	// ports and sequence numbers back each round: each round is a copy of
+	// its own, on ports that do not meet the earlier rounds' sessions.
+	rounds, n := 1, max(c.Copies, 1)
+	if o.pacer != nil && c.Offline.Repeat > 1 {
+		rounds = c.Offline.Repeat
+	}
+	if n > 1 || c.Instance > 0 || rounds > 1 {
 		var err error
 		o.copies, err = rewrite.NewCopies(&rewrite.CopiesConfig{
-			Copies: c.Copies, Instance: c.Instance, Pool: o.pool, Clock: o.clock,
+			Copies: n * rounds, Instance: c.Instance, Pool: o.pool, Clock: o.clock,
 		})
 		if err != nil {
 			return nil, err
+		}
+		o.copyRewriter = o.copies
+		if rounds > 1 {
+			rc, err := replay.NewRoundCopies(o.pacer, o.copies, n)
+			if err != nil {
+				return nil, err
+			}
+			o.copyRewriter = rc
+			if n == 1 {
+				o.copyRewriter = nil
+				chain = append(chain, rc)
+			}
 		}
 	} else if o.pool != nil {
 		chain = append(chain, o.pool)

@@ -759,10 +759,11 @@ func TestOffline(t *testing.T) {
 	}
 	f.Close()
 
-	// Replay at 4x with the intercept on the target.
+	// Replay twice (-T 2) at 4x with the intercept on the target: the
+	// target serves each recorded request twice.
 	ic := start(t, l.target, "intercept", "--rules", "80", "--rules-family", "ipv4", "-b", l.targetIP.String(), "--stats-interval", "1")
 	tc := l.online.Command(filepath.Join(binaries(t), "tcpcopy"), "-x", "198.18.0.2:80-198.18.1.2:80", "-s", "198.18.1.2",
-		"-i", file, "-a", "4", "-I", "500", "--tail", "10", "--stats-interval", "1")
+		"-i", file, "-a", "4", "-I", "500", "-T", "2", "--tail", "10", "--stats-interval", "1")
 	var out syncBuffer
 	tc.Stdout, tc.Stderr = &out, &out
 	l.online.StartCmd(tc)
@@ -776,10 +777,10 @@ func TestOffline(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatalf("tcpcopy did not end its offline replay in 60 s:\n%s", out.String())
 	}
-	got := waitCount(t, l.targetLog, "/offline/", n)
-	t.Logf("recorded %d requests, the target handled %d from the replay", l.onlineLog.count(t, "/offline/"), got)
-	if got != n {
-		t.Errorf("target handled %d requests, want %d\n%s", got, n, out.String())
+	got := waitCount(t, l.targetLog, "/offline/", 2*n)
+	t.Logf("recorded %d requests, the target handled %d from two rounds of replay", l.onlineLog.count(t, "/offline/"), got)
+	if got != 2*n {
+		t.Errorf("target handled %d requests, want %d\n%s", got, 2*n, out.String())
 	}
 	if code, _ := ic.term(); code != 0 {
 		t.Errorf("intercept exited %d", code)
