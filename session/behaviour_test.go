@@ -370,3 +370,53 @@ func TestPerSessionBufferCap(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 }
+
+// A request that meets a connection the target is closing is reset
+// unacknowledged: it goes again on a new connection, not lost.
+func TestUnackedRequestResentAfterReset(t *testing.T) {
+	h := newHarness(t, Config{ResponseQuiet: time.Millisecond})
+	h.handshake()
+	h.client(1001, 7001, psh, "req1")
+	h.out.take()
+	h.target(5001, 1005, psh, "resp")
+	h.out.take()
+	h.client(1005, 7005, psh, "req2") // released: the answer was complete
+	h.expect(capture.Segment{Seq: 1005, Ack: 5005, Flags: psh, Payload: []byte("req2")})
+	h.target(5005, 1005, rst, "") // the target had closed: req2 unacknowledged
+	out := h.out.take()
+	if len(out) != 1 || out[0].Flags() != syn {
+		t.Fatalf("want a new SYN, got %v", out)
+	}
+	isn := out[0].Seq()
+	h.target(9000, uint32(isn)+1, synack, "")
+	h.expect(capture.Segment{Seq: isn.Add(1), Ack: 9001, Flags: ack},
+		capture.Segment{Seq: isn.Add(1), Ack: 9001, Flags: psh, Payload: []byte("req2")})
+	if st := h.tab.Stats(); st.Resumed != 1 || st.LostOnReset != 0 || st.TargetResets != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// An RST that belongs to a session's previous connection on the same ports
+// must not end the new one.
+func TestLateResetOfOldConnectionIgnored(t *testing.T) {
+	h := newHarness(t, Config{ResponseQuiet: time.Millisecond})
+	h.handshake()
+	h.client(1001, 7001, psh, "req1")
+	h.target(5001, 1005, psh|capture.FlagFIN, "bye")
+	h.wait(10 * time.Millisecond)
+	h.client(1005, 7005, psh, "req2") // the target had closed: a new connection
+	out := h.out.take()
+	syn0 := out[len(out)-1]
+	if syn0.Flags() != syn {
+		t.Fatalf("want a SYN last, got %v", out)
+	}
+	h.target(5005, 1005, rst, "") // late, from the old connection
+	h.target(9000, uint32(syn0.Seq())+1, synack, "")
+	got := h.out.take()
+	if len(got) != 2 || string(got[1].Payload()) != "req2" {
+		t.Fatalf("the new connection did not carry req2: %v", got)
+	}
+	if st := h.tab.Stats(); st.TargetResets != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}

@@ -47,6 +47,7 @@ type sentSeg struct {
 	data     []byte
 	seq, end capture.Seq
 	sentAt   time.Time
+	fin      bool
 }
 
 // sess is one emulated client connection toward the target.

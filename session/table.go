@@ -251,7 +251,11 @@ func (t *Table) forge(p *capture.Packet) *sess {
 // response stream starts afresh there.
 func (t *Table) resume(s *sess, base capture.Seq) {
 	t.c.resumed.Add(1)
-	t.dropInflight(s)
+	if s.conn == nil {
+		t.requeueInflight(s)
+	} else {
+		t.dropInflight(s) // the module rebuilds the conversation itself
+	}
 	s.forged = true
 	s.onlineBase, s.lastReqAck = base, base
 	t.reopen(s, s.sndNxt.Add(1<<16), false)
@@ -317,7 +321,7 @@ func (t *Table) HandleResponse(p *capture.Packet) {
 	s.lastActive = t.now
 	flags := p.Flags()
 	if flags&capture.FlagRST != 0 {
-		t.onReset(s)
+		t.onReset(s, p)
 		return
 	}
 	if flags&capture.FlagSYN != 0 {
@@ -374,14 +378,34 @@ func (t *Table) HandleResponse(p *capture.Packet) {
 
 // onReset handles the target's RST: resume at once if client data waits,
 // else close and resume if the client sends more.
-func (t *Table) onReset(s *sess) {
-	if s.st == stateClosed {
+func (t *Table) onReset(s *sess, p *capture.Packet) {
+	switch s.st {
+	case stateClosed:
 		return
+	case stateSynSent:
+		// Only an RST that answers our SYN counts (RFC 9293 section
+		// 3.10.7.3): a late one from a connection this session had before
+		// on the same ports must not kill the new one.
+		if p.Flags()&capture.FlagACK == 0 || p.Ack() != s.synSeq().Add(1) {
+			return
+		}
+	case stateEstablished:
+		// Likewise only an RST in the current window (RFC 5961 section 3).
+		if !p.Seq().InWindow(s.rcvNxt.Add(^uint32(0)), 1<<20) {
+			return
+		}
 	}
 	if s.st == stateSynSent {
 		// The target refused the connection: nothing listens.
 		t.c.targetResets.Add(1)
 		t.close(s)
+		return
+	}
+	// Client data sent but not acknowledged (a request that met a
+	// connection the target was closing) goes again on a new connection,
+	// as does data still waiting.
+	if s.conn == nil && s.inflightData() {
+		t.resume(s, s.lastReqAck)
 		return
 	}
 	for i := range s.pending {
@@ -394,6 +418,47 @@ func (t *Table) onReset(s *sess) {
 	t.dropInflight(s)
 	t.close(s)
 	s.closedByTarget = true
+}
+
+// inflightData reports whether client bytes are sent and unacknowledged.
+func (s *sess) inflightData() bool {
+	for i := range s.inflight {
+		if g := &s.inflight[i]; g.end-g.seq > 1 || g.end-g.seq == 1 && !g.fin {
+			return true
+		}
+	}
+	return false
+}
+
+// requeueInflight puts the client segments the target never acknowledged
+// back at the head of the pending buffer, in the client's sequence space,
+// to go again on a new connection. Without a protocol module, target and
+// client spaces differ by delta alone. Their captured ACKs are taken as the
+// last request's, so they go at once.
+func (t *Table) requeueInflight(s *sess) {
+	var back []pendingSeg
+	for i := range s.inflight {
+		g := &s.inflight[i]
+		if g.end.LessThanEq(s.sndUna) {
+			t.release(g.data)
+			continue
+		}
+		var p capture.Packet
+		if p.Decode(g.data) != nil || g.end == g.seq {
+			t.release(g.data)
+			continue
+		}
+		back = append(back, pendingSeg{
+			data: g.data, seq: g.seq - s.delta, end: g.end - s.delta,
+			ack: s.lastReqAck, flags: p.Flags(), n: p.PayloadLen(),
+		})
+	}
+	s.inflight = s.inflight[:0]
+	if len(back) == 0 {
+		return
+	}
+	s.cliNxt = back[0].seq
+	s.pending = append(back, s.pending...)
 }
 
 // dropInflight forgets segments the target will never acknowledge.
@@ -857,6 +922,7 @@ func (t *Table) transmit(s *sess, g *sentSeg) {
 	if p.Decode(b) != nil {
 		return // it decoded when captured or made
 	}
+	g.fin = p.Flags()&capture.FlagFIN != 0
 	if p.Flags()&capture.FlagACK != 0 {
 		p.SetAck(s.rcvNxt)
 	}
