@@ -1,7 +1,10 @@
 package tcpcopy_test
 
 import (
+	"bufio"
 	"fmt"
+	"io"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -184,4 +187,38 @@ func TestCopyShortConnectionsPortReuse(t *testing.T) {
 	if st.Started != n {
 		t.Errorf("started %d sessions for %d connections: %+v", st.Started, n, st)
 	}
+}
+
+// TestCopyPipelinedRequests: a keep-alive client that pipelines requests
+// (several in one segment, and more before the first answer) is copied
+// request for request.
+func TestCopyPipelinedRequests(t *testing.T) {
+	l := newCopyLab(t, labOptions{})
+	c := l.client.Dial("tcp4", l.onlineAddr)
+	req := func(i int) string {
+		return fmt.Sprintf("GET /pipe/%d HTTP/1.1\r\nHost: lab\r\n\r\n", i)
+	}
+	if _, err := io.WriteString(c, req(0)+req(1)+req(2)); err != nil {
+		t.Fatal(err)
+	}
+	for i := 3; i < 6; i++ {
+		if _, err := io.WriteString(c, req(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(c)
+	for i := range 6 {
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			t.Fatalf("answer %d: %v", i, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || string(body) != responseBody(fmt.Sprintf("/pipe/%d", i)) {
+			t.Fatalf("answer %d disturbed: %v", i, err)
+		}
+	}
+	c.Close()
+	l.waitCopied(1)
 }
