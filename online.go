@@ -781,7 +781,7 @@ func (o *Online) Stats() OnlineStats {
 	}
 	for _, e := range o.emitters {
 		if st, ok := e.(interface{ Stats() emit.Stats }); ok {
-			s.Emit = addEmitStats(s.Emit, st.Stats())
+			s.Emit = s.Emit.Add(st.Stats())
 		}
 	}
 	s.Intercept = o.ic.Stats()
@@ -802,17 +802,6 @@ func copyRatio(s session.Stats) float64 {
 		lost = s.Started
 	}
 	return float64(s.Started-lost) / float64(seen)
-}
-
-// addEmitStats is the field-wise sum of two emit.Stats.
-func addEmitStats(a, b emit.Stats) emit.Stats {
-	va, vb := reflect.ValueOf(&a).Elem(), reflect.ValueOf(b)
-	for i := range va.NumField() {
-		if f := va.Field(i); f.Kind() == reflect.Uint64 {
-			f.SetUint(f.Uint() + vb.Field(i).Uint())
-		}
-	}
-	return a
 }
 
 // Attrs flattens the statistics into log attributes with stable keys

@@ -17,6 +17,19 @@ type Stats struct {
 	KernelDrops uint64 // dropped by the kernel before we read them
 }
 
+// Add returns the field-wise sum of s and o (several capturers, or rounds
+// of a file).
+func (s Stats) Add(o Stats) Stats {
+	s.Packets += o.Packets
+	s.Bytes += o.Bytes
+	s.Truncated += o.Truncated
+	s.Malformed += o.Malformed
+	s.NotTCP += o.NotTCP
+	s.Fragments += o.Fragments
+	s.KernelDrops += o.KernelDrops
+	return s
+}
+
 // Counters is the concurrency-safe accumulator behind a Capturer's Stats.
 // Capturers embed it; its zero value is ready.
 type Counters struct {

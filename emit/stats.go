@@ -53,6 +53,19 @@ type Stats struct {
 	NoNeighbour uint64 // dropped: next hop's link-layer address unknown
 }
 
+// Add returns the field-wise sum of s and o (several emitters).
+func (s Stats) Add(o Stats) Stats {
+	s.Sent += o.Sent
+	s.Bytes += o.Bytes
+	s.MsgSize += o.MsgSize
+	s.Perm += o.Perm
+	s.NoBuffers += o.NoBuffers
+	s.Invalid += o.Invalid
+	s.Other += o.Other
+	s.NoNeighbour += o.NoNeighbour
+	return s
+}
+
 // Dropped is the sum of the drop counters.
 func (s Stats) Dropped() uint64 {
 	return s.MsgSize + s.Perm + s.NoBuffers + s.Invalid + s.Other + s.NoNeighbour

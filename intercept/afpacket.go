@@ -125,21 +125,10 @@ func (a *AFPacket) Stats() AFPacketStats {
 	a.mu.Lock()
 	cs := a.last
 	if a.capt != nil {
-		cs = addCaptureStats(cs, a.capt.Stats())
+		cs = cs.Add(a.capt.Stats())
 	}
 	a.mu.Unlock()
 	return AFPacketStats{Reported: a.reported.Load(), Passed: a.passed.Load(), Capture: cs}
-}
-
-func addCaptureStats(a, b capture.Stats) capture.Stats {
-	a.Packets += b.Packets
-	a.Bytes += b.Bytes
-	a.Truncated += b.Truncated
-	a.Malformed += b.Malformed
-	a.NotTCP += b.NotTCP
-	a.Fragments += b.Fragments
-	a.KernelDrops += b.KernelDrops
-	return a
 }
 
 // Open opens the capture socket in the calling thread's network namespace.
@@ -186,7 +175,7 @@ func (a *AFPacket) Close() error {
 	c := a.capt
 	a.capt = nil
 	if c != nil {
-		a.last = addCaptureStats(a.last, c.Stats())
+		a.last = a.last.Add(c.Stats())
 	}
 	a.mu.Unlock()
 	if c != nil {
@@ -245,7 +234,7 @@ func (a *AFPacket) Run(ctx context.Context, report func(pkts []capture.Packet)) 
 	cancel()
 	c.Close()
 	a.mu.Lock()
-	a.last = addCaptureStats(a.last, c.Stats())
+	a.last = a.last.Add(c.Stats())
 	a.capt, a.running = nil, false
 	close(a.done)
 	a.mu.Unlock()

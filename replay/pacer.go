@@ -340,7 +340,7 @@ func (p *Pacer) reopen() error {
 		return capture.ErrClosed
 	}
 	old := p.src
-	p.past = addCaptureStats(p.past, statsOf(old))
+	p.past = p.past.Add(statsOf(old))
 	p.src = src
 	p.mu.Unlock()
 	if err := old.Close(); err != nil {
@@ -394,7 +394,7 @@ func (p *Pacer) Stats() Stats {
 	p.mu.Unlock()
 	slices.Sort(vals)
 	s.TimingMedian, s.TimingP99 = quantile(vals, 0.5), quantile(vals, 0.99)
-	s.Source = addCaptureStats(past, statsOf(src))
+	s.Source = past.Add(statsOf(src))
 	if pos, ok := src.(Positioner); ok {
 		s.Read, s.Size = pos.Position()
 	}

@@ -111,14 +111,3 @@ func quantile(sorted []time.Duration, q float64) time.Duration {
 	k := int(math.Ceil(q*float64(len(sorted)))) - 1
 	return sorted[min(max(k, 0), len(sorted)-1)]
 }
-
-func addCaptureStats(a, b capture.Stats) capture.Stats {
-	a.Packets += b.Packets
-	a.Bytes += b.Bytes
-	a.Truncated += b.Truncated
-	a.Malformed += b.Malformed
-	a.NotTCP += b.NotTCP
-	a.Fragments += b.Fragments
-	a.KernelDrops += b.KernelDrops
-	return a
-}
