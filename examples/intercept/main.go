@@ -6,10 +6,8 @@
 package main
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -224,19 +222,9 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 func run(args []string, stdout, stderr io.Writer) int {
 	var o options
 	f := newFlags(&o)
-	usageErr := func(err error) int {
-		fmt.Fprintf(stderr, "intercept: %v (intercept -h for help)\n", err)
-		return cli.ExitUsage
-	}
-	switch err := f.Parse(args); {
-	case errors.Is(err, flag.ErrHelp):
-		f.PrintUsage(stdout, synopsis, examples)
-		return cli.ExitOK
-	case errors.Is(err, cli.ErrVersion):
-		fmt.Fprintf(stdout, "intercept %s\n", cli.Version())
-		return cli.ExitOK
-	case err != nil:
-		return usageErr(err)
+	usageErr := func(err error) int { return cli.UsageFail(stderr, "intercept", err) }
+	if code, done := cli.ParseArgs(f, args, stdout, stderr, "intercept", synopsis, examples); done {
+		return code
 	}
 	log, closeLog, err := o.log.Open(stderr)
 	if err != nil {
@@ -278,17 +266,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	log.Info("intercept: starting", "version", cli.Version(), "listen", cfg.Listen)
 
-	repCtx, stopReport := context.WithCancel(ctx)
-	repDone := make(chan struct{})
-	go func() {
-		defer close(repDone)
-		cli.Report(repCtx, log, o.statsEvery, func() []slog.Attr { return summary(svc.Stats()) })
-	}()
-	runErr := svc.Run(ctx)
-	stopReport()
-	<-repDone
-	st := svc.Stats()
-	log.LogAttrs(context.Background(), slog.LevelInfo, "final report", append(summary(st), attrs(st)...)...)
+	runErr := cli.RunReporting(ctx, log, o.statsEvery, svc.Run,
+		func() []slog.Attr { return summary(svc.Stats()) }, func() []slog.Attr { return attrs(svc.Stats()) })
 	if runErr != nil {
 		if o.log.File != "" {
 			log.Error("intercept: stopped", "err", runErr)

@@ -5,11 +5,8 @@
 package main
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -261,19 +258,9 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 func run(args []string, stdout, stderr io.Writer) int {
 	var o options
 	f := newFlags(&o)
-	usageErr := func(err error) int {
-		fmt.Fprintf(stderr, "tcpcopy: %v (tcpcopy -h for help)\n", err)
-		return cli.ExitUsage
-	}
-	switch err := f.Parse(args); {
-	case errors.Is(err, flag.ErrHelp):
-		f.PrintUsage(stdout, synopsis, examples)
-		return cli.ExitOK
-	case errors.Is(err, cli.ErrVersion):
-		fmt.Fprintf(stdout, "tcpcopy %s\n", cli.Version())
-		return cli.ExitOK
-	case err != nil:
-		return usageErr(err)
+	usageErr := func(err error) int { return cli.UsageFail(stderr, "tcpcopy", err) }
+	if code, done := cli.ParseArgs(f, args, stdout, stderr, "tcpcopy", synopsis, examples); done {
+		return code
 	}
 	log, closeLog, err := o.log.Open(stderr)
 	if err != nil {
@@ -317,17 +304,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stopMetrics()
 	log.Info("tcpcopy: starting", "version", cli.Version(), "transfer", cfg.TransferMap.String(), "intercepts", o.intercepts)
 
-	repCtx, stopReport := context.WithCancel(ctx)
-	repDone := make(chan struct{})
-	go func() {
-		defer close(repDone)
-		cli.Report(repCtx, log, o.statsEvery, func() []slog.Attr { return on.Stats().Summary() })
-	}()
-	runErr := on.Run(ctx)
-	stopReport()
-	<-repDone
-	st := on.Stats()
-	log.LogAttrs(context.Background(), slog.LevelInfo, "final report", append(st.Summary(), st.Attrs()...)...)
+	runErr := cli.RunReporting(ctx, log, o.statsEvery, on.Run,
+		func() []slog.Attr { return on.Stats().Summary() }, attrs)
 	if runErr != nil {
 		if o.log.File != "" {
 			log.Error("tcpcopy: stopped", "err", runErr)

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -221,4 +222,43 @@ func Fail(w io.Writer, prog string, err error) int {
 	msg := strings.TrimPrefix(err.Error(), prog+": ")
 	fmt.Fprintf(w, "%s: %s\n", prog, msg)
 	return ExitError
+}
+
+// ParseArgs parses args and handles -h and -v. It reports done with the
+// exit code when the program should end now: help or version printed, or a
+// bad flag reported on one line of stderr.
+func ParseArgs(f *FlagSet, args []string, stdout, stderr io.Writer, prog, synopsis, examples string) (code int, done bool) {
+	switch err := f.Parse(args); {
+	case errors.Is(err, flag.ErrHelp):
+		f.PrintUsage(stdout, synopsis, examples)
+		return ExitOK, true
+	case errors.Is(err, ErrVersion):
+		fmt.Fprintf(stdout, "%s %s\n", prog, Version())
+		return ExitOK, true
+	case err != nil:
+		return UsageFail(stderr, prog, err), true
+	}
+	return 0, false
+}
+
+// UsageFail reports a bad flag or value on one line and returns ExitUsage.
+func UsageFail(stderr io.Writer, prog string, err error) int {
+	fmt.Fprintf(stderr, "%s: %v (%s -h for help)\n", prog, err, prog)
+	return ExitUsage
+}
+
+// RunReporting runs run until it returns, logging summary() every
+// interval meanwhile, and then a final report of summary() and full().
+func RunReporting(ctx context.Context, log *slog.Logger, interval time.Duration, run func(context.Context) error, summary, full func() []slog.Attr) error {
+	repCtx, stopReport := context.WithCancel(ctx)
+	repDone := make(chan struct{})
+	go func() {
+		defer close(repDone)
+		Report(repCtx, log, interval, summary)
+	}()
+	err := run(ctx)
+	stopReport()
+	<-repDone
+	log.LogAttrs(context.Background(), slog.LevelInfo, "final report", append(summary(), full()...)...)
+	return err
 }
