@@ -187,6 +187,11 @@ func TestOnlineWithService(t *testing.T) {
 	if st.Session.Started != 1 || st.Copier.Responses != 1 || st.Capture.Packets != 1 || st.Session.Sent != 2 || st.CopyRatio != 1 {
 		t.Errorf("stats %+v", st)
 	}
+	// The second connection may still be in its handshake: wait for it
+	// (bounded) before counting copier connections.
+	for deadline := time.Now().Add(5 * time.Second); svc.Stats().Server.Copiers < 2 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if s := svc.Stats(); s.Server.Routed != 1 || s.Server.Copiers != 2 {
 		t.Errorf("service stats %+v", s)
 	}

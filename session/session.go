@@ -116,9 +116,10 @@ type sess struct {
 
 	waiting []*successor // new connections on the same port, oldest first
 
-	idx   int  // place in Table.all
-	hot   bool // on Table.hot
-	freed bool // removed from the table
+	idx        int  // place in Table.all
+	pumpQueued bool // on Table.toPump
+	hot        bool // on Table.hot
+	freed      bool // removed from the table
 }
 
 // established learns the target's side of the handshake from its SYN-ACK.

@@ -20,6 +20,7 @@ type Table struct {
 	all      []*sess // every session, for the sweep; sess.idx is its place
 	cursor   int     // the sweep's next place in all
 	hot      []*sess // sessions with a punctual timer armed
+	toPump   []*sess // sessions to pump at the next Tick
 	hotSpare []*sess
 	now      time.Time
 	lastScan time.Time
@@ -373,7 +374,18 @@ func (t *Table) HandleResponse(p *capture.Packet) {
 		t.close(s)
 		return
 	}
-	t.pump(s)
+	// Sent at the end of the batch: a FIN or RST right behind the
+	// answer (a server closing after it) is then known before the next
+	// request would go into a closing connection.
+	t.schedulePump(s)
+}
+
+// schedulePump has the next Tick pump s.
+func (t *Table) schedulePump(s *sess) {
+	if !s.pumpQueued {
+		s.pumpQueued = true
+		t.toPump = append(t.toPump, s)
+	}
 }
 
 // onReset handles the target's RST: resume at once if client data waits,
@@ -482,6 +494,15 @@ func (t *Table) dropInflight(s *sess) {
 // busy sessions cost, not what the table holds.
 func (t *Table) Tick(now time.Time) {
 	t.advance(now)
+	for i, s := range t.toPump {
+		s.pumpQueued = false
+		if !s.freed {
+			t.pump(s)
+			t.markHot(s)
+		}
+		t.toPump[i] = nil
+	}
+	t.toPump = t.toPump[:0]
 	if t.now.Sub(t.lastScan) >= scanEvery {
 		t.lastScan = t.now
 		cur := t.hot
