@@ -16,6 +16,7 @@ import (
 
 	"github.com/shadowcopy/tcpcopy"
 	"github.com/shadowcopy/tcpcopy/capture"
+	"github.com/shadowcopy/tcpcopy/session/mysql"
 	"github.com/shadowcopy/tcpcopy/examples/internal/cli"
 	"github.com/shadowcopy/tcpcopy/rewrite"
 )
@@ -88,6 +89,13 @@ type options struct {
 	statsEvery  time.Duration
 	metricsAddr string
 	log         cli.LogOptions
+
+	mysql          bool
+	mysqlUsers     string
+	mysqlPassFile  string
+	mysqlSkipGrant bool
+	mysqlUser      string
+	mysqlDB        string
 }
 
 func newFlags(o *options) *cli.FlagSet {
@@ -156,6 +164,12 @@ func newFlags(o *options) *cli.FlagSet {
 	f.Int(&o.shards, "", "shards", "N", "session table shards (default: the number of CPUs)", 0, 4096)
 	f.Seconds(&o.statsEvery, "", "stats-interval", "SECONDS", "log a statistics line this often (0: never)", time.Second)
 	f.String(&o.metricsAddr, "", "metrics-addr", "ADDR", "serve Prometheus metrics on ADDR (host:port) at /metrics")
+	f.Bool(&o.mysql, "", "mysql", "MySQL mode: re-authenticate copied logins against the target (intercept needs --payload 256)")
+	f.String(&o.mysqlUsers, "u", "mysql-users", "USER@PASSWORD,...", "MySQL mode: the users' passwords on the target")
+	f.String(&o.mysqlPassFile, "", "mysql-password-file", "FILE", "MySQL mode: read user@password lines from FILE")
+	f.Bool(&o.mysqlSkipGrant, "", "mysql-skip-grant-tables", "MySQL mode: the target runs --skip-grant-tables (no passwords needed)")
+	f.String(&o.mysqlUser, "", "mysql-default-user", "USER", "MySQL mode: log in connections seen mid-stream as USER when their login was never seen")
+	f.String(&o.mysqlDB, "", "mysql-default-db", "DB", "MySQL mode: the database for such connections")
 	return f
 }
 
@@ -209,6 +223,9 @@ func (o *options) config(f *cli.FlagSet, log *slog.Logger) (*tcpcopy.OnlineConfi
 		cfg.Session.KeepaliveTimeout = o.timeout + 120*time.Second
 	}
 	cfg.Session.MaxMemory = int64(o.memoryMB) << 20
+	if err := o.mysqlMode(f, cfg, log); err != nil {
+		return nil, err
+	}
 
 	file := o.pcap
 	if o.input != "" {
@@ -251,6 +268,35 @@ func (o *options) config(f *cli.FlagSet, log *slog.Logger) (*tcpcopy.OnlineConfi
 		return nil, cli.Usagef("--classic and --tls exclude each other")
 	}
 	return cfg, nil
+}
+
+// mysqlMode sets up the MySQL protocol module (session/mysql) when --mysql
+// is given.
+func (o *options) mysqlMode(f *cli.FlagSet, cfg *tcpcopy.OnlineConfig, log *slog.Logger) error {
+	if !o.mysql {
+		for _, name := range []string{"mysql-users", "mysql-password-file", "mysql-skip-grant-tables", "mysql-default-user", "mysql-default-db"} {
+			if f.Set(name) {
+				return cli.Usagef("--%s needs --mysql", name)
+			}
+		}
+		return nil
+	}
+	users, err := mysql.ParseUsers(o.mysqlUsers)
+	if err != nil {
+		return cli.Usagef("invalid value %q for flag -u: %v", o.mysqlUsers, err)
+	}
+	if len(users) == 0 && o.mysqlPassFile == "" && !o.mysqlSkipGrant {
+		log.Warn("tcpcopy: --mysql without -u, --mysql-password-file or --mysql-skip-grant-tables: every login will be skipped")
+	}
+	p, err := mysql.New(&mysql.Config{
+		Users: users, PasswordFile: o.mysqlPassFile, SkipGrantTables: o.mysqlSkipGrant,
+		DefaultUser: o.mysqlUser, DefaultDatabase: o.mysqlDB, Logger: log,
+	})
+	if err != nil {
+		return cli.Usagef("MySQL mode: %v", err)
+	}
+	cfg.Session.Protocol = p
+	return nil
 }
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
