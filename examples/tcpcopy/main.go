@@ -16,9 +16,9 @@ import (
 
 	"github.com/shadowcopy/tcpcopy"
 	"github.com/shadowcopy/tcpcopy/capture"
-	"github.com/shadowcopy/tcpcopy/session/mysql"
 	"github.com/shadowcopy/tcpcopy/examples/internal/cli"
 	"github.com/shadowcopy/tcpcopy/rewrite"
+	"github.com/shadowcopy/tcpcopy/session/mysql"
 )
 
 const synopsis = `
