@@ -317,18 +317,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return usageErr(err)
 	}
-	if o.daemon {
-		parent, err := cli.Daemonize(stdout)
-		if err != nil {
-			return cli.Fail(stderr, "tcpcopy", fmt.Errorf("daemon: %w", err))
-		}
-		if parent {
-			return cli.ExitOK
-		}
-	}
-	removePID, err := cli.WritePIDFile(o.pidFile)
-	if err != nil {
-		return cli.Fail(stderr, "tcpcopy", fmt.Errorf("pid file: %w", err))
+	removePID, code, exit := cli.Background(o.daemon, o.pidFile, stdout, stderr, "tcpcopy")
+	if exit {
+		return code
 	}
 	defer removePID()
 

@@ -262,3 +262,24 @@ func RunReporting(ctx context.Context, log *slog.Logger, interval time.Duration,
 	log.LogAttrs(context.Background(), slog.LevelInfo, "final report", append(summary(), full()...)...)
 	return err
 }
+
+// Background puts the program in the background when daemon is set (the
+// parent should then exit with code) and writes the PID file. It reports
+// exit when the caller should return code now; otherwise cleanup removes
+// the PID file at the end.
+func Background(daemon bool, pidFile string, stdout, stderr io.Writer, prog string) (cleanup func(), code int, exit bool) {
+	if daemon {
+		parent, err := Daemonize(stdout)
+		if err != nil {
+			return nil, Fail(stderr, prog, fmt.Errorf("daemon: %w", err)), true
+		}
+		if parent {
+			return nil, ExitOK, true
+		}
+	}
+	removePID, err := WritePIDFile(pidFile)
+	if err != nil {
+		return nil, Fail(stderr, prog, fmt.Errorf("pid file: %w", err)), true
+	}
+	return removePID, 0, false
+}
