@@ -229,7 +229,7 @@ func TestProtocolModuleInjectsOnMidStream(t *testing.T) {
 }
 
 func TestMemoryCapShedsNewSessions(t *testing.T) {
-	h := newHarness(t, Config{NoWait: true, MaxMemory: 3 * bufSize})
+	h := newHarness(t, Config{NoWait: true, MaxMemory: 3 * smallBufSize})
 	h.client(1000, 0, syn, "")
 	h.client(1001, 7001, psh, "a") // before the SYN-ACK: all buffered
 	h.client(1002, 7001, psh, "b")

@@ -7,27 +7,37 @@ import (
 	"github.com/shadowcopy/tcpcopy/internal/header"
 )
 
-// bufSize is the size of the table's recycled packet buffers: an Ethernet
-// MTU datagram fits; larger ones (GRO super-frames) are allocated.
-const bufSize = 2048
+// The table recycles packet buffers in two sizes: small ones for the
+// common short request or ACK-sized datagram, so a backlog of buffered
+// requests does not cost an MTU each, and MTU-sized ones. Larger datagrams
+// (GRO super-frames) are allocated.
+const (
+	smallBufSize = 256
+	bufSize      = 2048
+)
 
-// maxFree bounds the recycled buffers a table keeps.
+// maxFree bounds the recycled buffers of each size a table keeps.
 const maxFree = 4096
 
 func (t *Table) buf(n int) []byte {
-	if n <= bufSize && len(t.spare) > 0 {
-		b := t.spare[len(t.spare)-1]
-		t.spare = t.spare[:len(t.spare)-1]
+	spare := &t.spare
+	size := bufSize
+	if n <= smallBufSize {
+		spare, size = &t.spareSmall, smallBufSize
+	}
+	if n <= size && len(*spare) > 0 {
+		b := (*spare)[len(*spare)-1]
+		*spare = (*spare)[:len(*spare)-1]
 		return b[:0]
 	}
-	return make([]byte, 0, max(n, bufSize))
+	return make([]byte, 0, max(n, size))
 }
 
 // release returns a buffer. It is reused only after the next flush, since
 // a sent segment's buffer may still be in the batch waiting for Emit.
 func (t *Table) release(b []byte) {
 	t.memory -= int64(cap(b))
-	if cap(b) == bufSize {
+	if c := cap(b); c == bufSize || c == smallBufSize {
 		t.released = append(t.released, b[:0])
 	}
 }

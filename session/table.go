@@ -15,18 +15,19 @@ import (
 // Packets the calls produce are queued and sent by the next Tick, so that
 // one Emit carries a whole batch.
 type Table struct {
-	cfg      Config
-	sessions map[capture.Endpoint]*sess
-	all      []*sess // every session, for the sweep; sess.idx is its place
-	cursor   int     // the sweep's next place in all
-	hot      []*sess // sessions with a punctual timer armed
-	toPump   []*sess // sessions to pump at the next Tick
-	hotSpare []*sess
-	now      time.Time
-	lastScan time.Time
-	c        counters
-	memory   int64    // bytes of buffers holding client packets
-	spare    [][]byte // recycled buffers of bufSize
+	cfg        Config
+	sessions   map[capture.Endpoint]*sess
+	all        []*sess // every session, for the sweep; sess.idx is its place
+	cursor     int     // the sweep's next place in all
+	hot        []*sess // sessions with a punctual timer armed
+	toPump     []*sess // sessions to pump at the next Tick
+	hotSpare   []*sess
+	now        time.Time
+	lastScan   time.Time
+	c          counters
+	memory     int64    // bytes of buffers holding client packets
+	spare      [][]byte // recycled buffers of bufSize
+	spareSmall [][]byte // recycled buffers of smallBufSize
 
 	arena    []byte   // copies of datagrams queued for the next Emit
 	outs     []outRef // the next Emit batch, in order
@@ -996,8 +997,12 @@ func (t *Table) flush() {
 	// Buffers released since the last flush may be in the batch just
 	// sent; only now can they be used again.
 	for _, b := range t.released {
-		if len(t.spare) < maxFree {
-			t.spare = append(t.spare, b)
+		spare := &t.spare
+		if cap(b) == smallBufSize {
+			spare = &t.spareSmall
+		}
+		if len(*spare) < maxFree {
+			*spare = append(*spare, b)
 		}
 	}
 	clear(t.released)
