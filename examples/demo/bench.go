@@ -39,9 +39,10 @@ type nginxServer struct {
 
 const nginxConf = `daemon off;
 worker_processes 1;
+worker_rlimit_nofile 19000;
 pid %[1]s/nginx.pid;
 error_log stderr error;
-events { worker_connections 4096; }
+events { worker_connections 18000; }
 http {
 	access_log off;
 	client_body_temp_path %[1]s;

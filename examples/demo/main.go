@@ -67,7 +67,7 @@ func main() {
 	fs.StringVar(&o.load, "load", "go", "load generator: go (the demo's bounded client, -requests) or wrk (flat out for -duration, and a cost report: the load harness)")
 	fs.StringVar(&o.server, "server", "go", "HTTP server on the online and target hosts: go or nginx")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "with -load wrk: how long wrk runs (at most 5m)")
-	fs.IntVar(&o.connections, "connections", 50, "with -load wrk: connections wrk keeps open (at most 1000)")
+	fs.IntVar(&o.connections, "connections", 50, "with -load wrk: connections wrk keeps open (at most 10000; raise ulimit -n)")
 	fs.BoolVar(&o.short, "short", false, "with -load wrk: one request per connection (Connection: close)")
 	fs.IntVar(&o.cpus, "cpus", 0, "run tcpcopy on this many CPUs (taskset and GOMAXPROCS; 0: all)")
 	fs.Usage = func() {
@@ -102,8 +102,8 @@ func main() {
 	case o.duration < time.Second || o.duration > 5*time.Minute:
 		fmt.Fprintf(os.Stderr, "demo: invalid value %v for flag -duration: must be in [1s, 5m]\n", o.duration)
 		os.Exit(2)
-	case o.connections < 1 || o.connections > 1000:
-		fmt.Fprintf(os.Stderr, "demo: invalid value %d for flag -connections: must be in [1, 1000]\n", o.connections)
+	case o.connections < 1 || o.connections > 10000:
+		fmt.Fprintf(os.Stderr, "demo: invalid value %d for flag -connections: must be in [1, 10000]\n", o.connections)
 		os.Exit(2)
 	case o.cpus < 0 || o.cpus > 64:
 		fmt.Fprintf(os.Stderr, "demo: invalid value %d for flag -cpus: must be in [0, 64]\n", o.cpus)
