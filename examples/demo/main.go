@@ -52,6 +52,7 @@ type options struct {
 	connections int
 	short       bool
 	cpus        int
+	profile     string
 }
 
 func main() {
@@ -69,6 +70,7 @@ func main() {
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "with -load wrk: how long wrk runs (at most 5m)")
 	fs.IntVar(&o.connections, "connections", 50, "with -load wrk: connections wrk keeps open (at most 10000; raise ulimit -n)")
 	fs.BoolVar(&o.short, "short", false, "with -load wrk: one request per connection (Connection: close)")
+	fs.StringVar(&o.profile, "profile", "", "write CPU profiles of tcpcopy and intercept into this directory (tcpcopy.prof, intercept.prof)")
 	fs.IntVar(&o.cpus, "cpus", 0, "run tcpcopy on this many CPUs (taskset and GOMAXPROCS; 0: all)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: go run ./examples/demo [options]   (as root)\n\n")
@@ -331,7 +333,13 @@ func (d *demo) run(ctx context.Context, lab *netlab.Standalone, bin string) erro
 		icArgs = []string{"--rules", "80", "--rules-family", "ipv4", "-b", targetIP}
 	}
 	icArgs = append(icArgs, "--stats-interval", "5")
+	if o.profile != "" {
+		icArgs = append(icArgs, "--cpu-profile", filepath.Join(o.profile, "intercept.prof"))
+	}
 	tcArgs := []string{"-x", onlineIP + ":80-" + targetIP + ":80", "-s", d.interceptAddr, "-n", fmt.Sprint(o.copies), "--stats-interval", "5"}
+	if o.profile != "" {
+		tcArgs = append(tcArgs, "--cpu-profile", filepath.Join(o.profile, "tcpcopy.prof"))
+	}
 
 	var ic, tc *proc
 	if err := lab.Try(func() {

@@ -82,6 +82,7 @@ type options struct {
 	payload     int
 	statsEvery  time.Duration
 	metricsAddr string
+	cpuProfile  string
 	log         cli.LogOptions
 }
 
@@ -159,6 +160,7 @@ func newFlags(o *options) *cli.FlagSet {
 	f.Int(&o.payload, "", "payload", "BYTES", "payload bytes reported with each response (for response comparison, MySQL)", 0, 65535)
 	f.Seconds(&o.statsEvery, "", "stats-interval", "SECONDS", "log a statistics line this often (0: never)", time.Second)
 	f.String(&o.metricsAddr, "", "metrics-addr", "ADDR", "serve Prometheus metrics on ADDR (host:port) at /metrics")
+	f.String(&o.cpuProfile, "", "cpu-profile", "FILE", "write a CPU profile (go tool pprof) to FILE until exit")
 	return f
 }
 
@@ -240,6 +242,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	defer removePID()
+	stopProfile, err := cli.CPUProfile(o.cpuProfile)
+	if err != nil {
+		return usageErr(fmt.Errorf("invalid value %q for flag --cpu-profile: %v", o.cpuProfile, err))
+	}
+	defer stopProfile()
 
 	ctx, stop := cli.SignalContext(log)
 	defer stop()

@@ -88,6 +88,7 @@ type options struct {
 	shards      int
 	statsEvery  time.Duration
 	metricsAddr string
+	cpuProfile  string
 	log         cli.LogOptions
 
 	mysql          bool
@@ -164,6 +165,7 @@ func newFlags(o *options) *cli.FlagSet {
 	f.Int(&o.shards, "", "shards", "N", "session table shards (default: the number of CPUs)", 0, 4096)
 	f.Seconds(&o.statsEvery, "", "stats-interval", "SECONDS", "log a statistics line this often (0: never)", time.Second)
 	f.String(&o.metricsAddr, "", "metrics-addr", "ADDR", "serve Prometheus metrics on ADDR (host:port) at /metrics")
+	f.String(&o.cpuProfile, "", "cpu-profile", "FILE", "write a CPU profile (go tool pprof) to FILE until exit")
 	f.Bool(&o.mysql, "", "mysql", "MySQL mode: re-authenticate copied logins against the target (intercept needs --payload 256)")
 	f.String(&o.mysqlUsers, "u", "mysql-users", "USER@PASSWORD,...", "MySQL mode: the users' passwords on the target")
 	f.String(&o.mysqlPassFile, "", "mysql-password-file", "FILE", "MySQL mode: read user@password lines from FILE")
@@ -322,6 +324,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	defer removePID()
+	stopProfile, err := cli.CPUProfile(o.cpuProfile)
+	if err != nil {
+		return usageErr(fmt.Errorf("invalid value %q for flag --cpu-profile: %v", o.cpuProfile, err))
+	}
+	defer stopProfile()
 
 	ctx, stop := cli.SignalContext(log)
 	defer stop()

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -282,4 +283,21 @@ func Background(daemon bool, pidFile string, stdout, stderr io.Writer, prog stri
 		return nil, Fail(stderr, prog, fmt.Errorf("pid file: %w", err)), true
 	}
 	return removePID, 0, false
+}
+
+// CPUProfile writes a CPU profile (runtime/pprof) to path until the
+// returned stop is called; an empty path profiles nothing.
+func CPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
