@@ -136,6 +136,19 @@ func TestMySQLCopyLive(t *testing.T) {
 	}
 }
 
+// TestMySQLCopyProgram runs the built programs: tcpcopy --mysql -u ... and
+// intercept --payload 256, with a real client workload.
+func TestMySQLCopyProgram(t *testing.T) {
+	l := newMySQLLab(t, mysqlLabOptions{programs: true})
+	l.cli(appUser, appPass, nil, "INSERT INTO t (k, v) VALUES ('program', 1); SELECT COUNT(*) FROM t")
+	goWorkload(t, l.db(appUser, appPass, nil), "program", 5)
+	online, _ := l.compareStatements(appUser)
+	if len(online) < 5 {
+		t.Errorf("only %d statements ran online", len(online))
+	}
+	l.checkNoAccessDenied()
+}
+
 func TestMySQLSkipGrantTables(t *testing.T) {
 	l := newMySQLLab(t, mysqlLabOptions{skipGrant: true, module: mysql.Config{SkipGrantTables: true}})
 	l.cli(appUser, appPass, nil, "INSERT INTO t (k, v) VALUES ('cli', 1); SELECT COUNT(*) FROM t")

@@ -295,6 +295,7 @@ type mysqlLabOptions struct {
 	onlineTLS bool         // the online server offers TLS
 	noCopier  bool         // the test starts the copier itself
 	session   session.Config
+	programs  bool // run the built tcpcopy --mysql and intercept binaries instead of the library
 }
 
 type mysqlLab struct {
@@ -336,6 +337,10 @@ func newMySQLLab(t *testing.T, opts mysqlLabOptions) *mysqlLab {
 	l.onlineDB.setup(true)
 	l.targetDB.setup(!opts.skipGrant)
 
+	if opts.programs {
+		l.startPrograms()
+		return l
+	}
 	mc := opts.module
 	if mc.Users == nil && !mc.SkipGrantTables {
 		users, err := mysql.ParseUsers(mysqlLabUsers)
@@ -428,6 +433,54 @@ func newMySQLLab(t *testing.T, opts mysqlLabOptions) *mysqlLab {
 		t.Logf("intercept server: %+v", srv.Stats())
 	})
 	return l
+}
+
+// startPrograms builds examples/tcpcopy and examples/intercept and runs
+// them as a user would: intercept on the target reading the lab's NFQUEUE
+// (with payload reports, which MySQL mode needs), tcpcopy --mysql on the
+// online host. It returns once tcpcopy logs that it is ready.
+func (l *mysqlLab) startPrograms() {
+	t := l.t
+	dir := t.TempDir()
+	for _, name := range []string{"tcpcopy", "intercept"} {
+		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, name), "./examples/"+name).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go build %s: %v\n%s", name, err, out)
+		}
+	}
+	l.target.Start(filepath.Join(dir, "intercept"), "--queue-num", "7", "--payload", "256",
+		"-b", "198.18.1.2", "--stats-interval", "0")
+	var out syncLog
+	tc := l.online.Command(filepath.Join(dir, "tcpcopy"), "-x", "198.18.0.2:3306-198.18.1.2:3306", "-s", "198.18.1.2",
+		"--mysql", "-u", mysqlLabUsers, "--stats-interval", "0", "--log-level", "debug")
+	tc.Stdout, tc.Stderr = &out, &out
+	l.online.StartCmd(tc)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("tcpcopy's log:\n%s", out.String())
+		}
+	})
+	if !waitFor(15*time.Second, func() bool { return strings.Contains(out.String(), "msg=ready") }) {
+		t.Fatalf("tcpcopy did not become ready:\n%s", out.String())
+	}
+}
+
+// syncLog collects a program's output.
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncLog) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncLog) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // startCopier starts copying from capt, or from a raw IP socket in the
