@@ -151,16 +151,13 @@ type Client struct {
 	servers  []*serverState
 	conns    []*clientConn // server i, connection j at i*Conns+j
 	copierID uint64
-	closed   atomic.Bool
+	run      runOnce
 
 	trackMu sync.Mutex
 	tracked map[capture.Endpoint]capture.Endpoint // client -> target
 
-	mu      sync.Mutex
-	state   chan struct{} // closed and replaced when a connection goes up or down
-	running bool
-	cancel  context.CancelFunc
-	done    chan struct{}
+	mu    sync.Mutex
+	state chan struct{} // closed and replaced when a connection goes up or down
 }
 
 type serverState struct {
@@ -309,22 +306,11 @@ func (cl *Client) Stats() ClientStats {
 // closes the connections and returns nil. Run runs once per Client; after
 // Close it returns ErrClosed.
 func (cl *Client) Run(ctx context.Context) error {
-	cl.mu.Lock()
-	if cl.closed.Load() {
-		cl.mu.Unlock()
-		return ErrClosed
+	ctx, end, err := cl.run.begin(ctx, "Client.Run")
+	if err != nil {
+		return err
 	}
-	if cl.running {
-		cl.mu.Unlock()
-		return errors.New("intercept: Client.Run called twice")
-	}
-	cl.running = true
-	ctx, cancel := context.WithCancel(ctx)
-	cl.cancel = cancel
-	cl.done = make(chan struct{})
-	cl.mu.Unlock()
-	defer close(cl.done)
-	defer cancel()
+	defer end()
 	if !cl.cfg.Classic && len(cl.cfg.Secret) == 0 {
 		cl.log.Warn("intercept: no shared secret: only servers without one will accept this copier")
 	}
@@ -340,19 +326,12 @@ func (cl *Client) Run(ctx context.Context) error {
 // Close stops Run, waits for it to return and makes later calls return
 // ErrClosed. It is idempotent.
 func (cl *Client) Close() error {
-	cl.mu.Lock()
-	if cl.closed.Swap(true) {
+	cl.run.close(func() {
+		cl.mu.Lock()
+		close(cl.state) // wake Ready
+		cl.state = make(chan struct{})
 		cl.mu.Unlock()
-		return nil
-	}
-	running, cancel, done := cl.running, cl.cancel, cl.done
-	close(cl.state) // wake Ready
-	cl.state = make(chan struct{})
-	cl.mu.Unlock()
-	if running {
-		cancel()
-		<-done
-	}
+	})
 	return nil
 }
 
@@ -364,7 +343,7 @@ func (cl *Client) Ready(ctx context.Context) error {
 		cl.mu.Lock()
 		ch := cl.state
 		cl.mu.Unlock()
-		if cl.closed.Load() {
+		if cl.run.closed.Load() {
 			return ErrClosed
 		}
 		var down []string
@@ -403,7 +382,7 @@ func (cl *Client) stateChanged() {
 // error only for invalid endpoints (IPv6 ones with Classic) or a closed
 // Client.
 func (cl *Client) Announce(client, target capture.Endpoint) error {
-	if cl.closed.Load() {
+	if cl.run.closed.Load() {
 		return ErrClosed
 	}
 	var buf [FrameHeaderLen + maxClientBody]byte
@@ -426,7 +405,7 @@ func (cl *Client) Announce(client, target capture.Endpoint) error {
 // server, like Announce, and forgets the client. With Classic nothing is
 // sent.
 func (cl *Client) Remove(client, target capture.Endpoint) error {
-	if cl.closed.Load() {
+	if cl.run.closed.Load() {
 		return ErrClosed
 	}
 	if !client.IsValid() || !target.IsValid() {

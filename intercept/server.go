@@ -132,10 +132,8 @@ type Server struct {
 	conns       map[*copierConn]struct{}
 	touched     []*copierConn // connections given responses in this report
 	lastRouteGC int64
-	serving     bool
-	closed      bool
-	cancel      context.CancelFunc
-	done        chan struct{}
+
+	run runOnce
 }
 
 type route struct {
@@ -238,22 +236,15 @@ func (s *Server) Stats() ServerStats {
 // every copier connection before it returns, and returns nil for the first
 // two causes. Serve runs once per Server; after Close it returns ErrClosed.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	ctx, end, err := s.run.begin(ctx, "Server.Serve")
+	if errors.Is(err, ErrClosed) {
 		ln.Close()
-		return ErrClosed
 	}
-	if s.serving {
-		s.mu.Unlock()
-		return errors.New("intercept: Server.Serve called twice")
+	if err != nil {
+		return err
 	}
-	s.serving = true
-	ctx, cancel := context.WithCancel(ctx)
-	s.cancel = cancel
-	s.done = make(chan struct{})
-	s.mu.Unlock()
-	defer close(s.done)
+	defer end()
+	ctx, cancel := context.WithCancel(ctx) // also stops the loops when one fails
 	defer cancel()
 	if len(s.cfg.Secret) == 0 {
 		s.log.Warn("intercept: serving without a shared secret: any copier that speaks the protocol is accepted", "addr", ln.Addr())
@@ -331,18 +322,7 @@ func isTemporary(err error) bool {
 
 // Close stops Serve and waits for it to return. It is idempotent.
 func (s *Server) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil
-	}
-	s.closed = true
-	serving, cancel, done := s.serving, s.cancel, s.done
-	s.mu.Unlock()
-	if serving {
-		cancel()
-		<-done
-	}
+	s.run.close(nil)
 	return nil
 }
 
