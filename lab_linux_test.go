@@ -172,49 +172,15 @@ func newCopyLab(t *testing.T, opts labOptions) *copyLab {
 		}()
 	}
 
-	// Target side: NFQUEUE interceptor and the intercept server.
-	nfq, err := intercept.NewNFQueue(&intercept.NFQueueConfig{Queue: 7})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.target.Do(nfq.Open); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := intercept.NewServer(&intercept.ServerConfig{Interceptor: nfq})
-	if err != nil {
-		t.Fatal(err)
-	}
 	interceptAddr := netip.AddrPortFrom(netip.MustParsePrefix(targetP).Addr(), 36524).String()
-	ln := l.target.Listen(network, interceptAddr)
-	t.Cleanup(cancel) // before the lab closes the listener
-	l.goRun("intercept server", func() error { return srv.Serve(ctx, ln) })
-
-	// Online side: the intercept client first, so that sessions can be
-	// announced before their SYN.
-	l.ic, err = intercept.NewClient(&intercept.ClientConfig{
-		Servers: []string{interceptAddr},
-		Handler: func(pkts []capture.Packet) {
+	var srv *intercept.Server
+	var nfq *intercept.NFQueue
+	l.ic, srv, nfq = interceptPair(t, ctx, cancel, l.goRun, l.target, l.online, network, interceptAddr, 0,
+		func(pkts []capture.Packet) {
 			if c := l.copier; c != nil {
 				c.Responses(pkts)
 			}
-		},
-		Dial: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
-			err = l.online.Do(func() error {
-				c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
-				return err
-			})
-			return c, err
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.goRun("intercept client", func() error { return l.ic.Run(ctx) })
-	readyCtx, readyCancel := context.WithTimeout(ctx, 10*time.Second)
-	defer readyCancel()
-	if err := l.ic.Ready(readyCtx); err != nil {
-		t.Fatalf("intercept client not connected: %v", err)
-	}
+		})
 	if !opts.noCopier {
 		l.startCopier()
 	}
@@ -227,6 +193,53 @@ func newCopyLab(t *testing.T, opts labOptions) *copyLab {
 		t.Logf("nfqueue: %+v", nfq.Stats())
 	})
 	return l
+}
+
+// interceptPair runs the target side (an NFQUEUE interceptor on the lab's
+// queue 7 and an intercept server at addr, reporting payload bytes of each
+// response) and the intercept client that dials it from online, handing
+// responses to handler. It returns once the client is connected.
+func interceptPair(t *testing.T, ctx context.Context, cancel context.CancelFunc, goRun func(string, func() error),
+	target, online *netlab.NS, network, addr string, payload int, handler func([]capture.Packet),
+) (*intercept.Client, *intercept.Server, *intercept.NFQueue) {
+	t.Helper()
+	nfq, err := intercept.NewNFQueue(&intercept.NFQueueConfig{Queue: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := target.Do(nfq.Open); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := intercept.NewServer(&intercept.ServerConfig{Interceptor: nfq, PayloadLimit: payload})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := target.Listen(network, addr)
+	t.Cleanup(cancel) // before the lab closes the listener
+	goRun("intercept server", func() error { return srv.Serve(ctx, ln) })
+	// The client connects first, so that sessions can be announced before
+	// their SYN.
+	ic, err := intercept.NewClient(&intercept.ClientConfig{
+		Servers: []string{addr},
+		Handler: handler,
+		Dial: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
+			err = online.Do(func() error {
+				c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+				return err
+			})
+			return c, err
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	goRun("intercept client", func() error { return ic.Run(ctx) })
+	readyCtx, readyCancel := context.WithTimeout(ctx, 10*time.Second)
+	defer readyCancel()
+	if err := ic.Ready(readyCtx); err != nil {
+		t.Fatalf("intercept client not connected: %v", err)
+	}
+	return ic, srv, nfq
 }
 
 // makeCopier builds the online side: raw IP capture, the transfer map and

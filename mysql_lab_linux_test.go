@@ -371,47 +371,16 @@ func newMySQLLab(t *testing.T, opts mysqlLabOptions) *mysqlLab {
 		}()
 	}
 
-	nfq, err := intercept.NewNFQueue(&intercept.NFQueueConfig{Queue: 7})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.target.Do(nfq.Open); err != nil {
-		t.Fatal(err)
-	}
 	// The greeting is about 110 bytes; 256 leaves room for auth switches
 	// and error messages.
-	srv, err := intercept.NewServer(&intercept.ServerConfig{Interceptor: nfq, PayloadLimit: 256})
-	if err != nil {
-		t.Fatal(err)
-	}
 	interceptAddr := netip.AddrPortFrom(targetP.Addr(), 36524).String()
-	ln := l.target.Listen("tcp4", interceptAddr)
-	t.Cleanup(cancel)
-	l.goRun("intercept server", func() error { return srv.Serve(ctx, ln) })
-	l.ic, err = intercept.NewClient(&intercept.ClientConfig{
-		Servers: []string{interceptAddr},
-		Handler: func(pkts []capture.Packet) {
+	var srv *intercept.Server
+	l.ic, srv, _ = interceptPair(t, ctx, cancel, l.goRun, l.target, l.online, "tcp4", interceptAddr, 256,
+		func(pkts []capture.Packet) {
 			if c := l.copier; c != nil {
 				c.Responses(pkts)
 			}
-		},
-		Dial: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
-			err = l.online.Do(func() error {
-				c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
-				return err
-			})
-			return c, err
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.goRun("intercept client", func() error { return l.ic.Run(ctx) })
-	readyCtx, readyCancel := context.WithTimeout(ctx, 10*time.Second)
-	defer readyCancel()
-	if err := l.ic.Ready(readyCtx); err != nil {
-		t.Fatalf("intercept client not connected: %v", err)
-	}
+		})
 	if !opts.noCopier {
 		l.startCopier(nil)
 	}
