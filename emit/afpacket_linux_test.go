@@ -307,25 +307,7 @@ func TestAFPacketEmitConfig(t *testing.T) {
 // resolved from the cache.
 func TestAFPacketEmitAllocs(t *testing.T) {
 	l := netlab.NewPair(t)
-	e := openAFEmitter(t, l.A, &emit.AFPacketConfig{Interface: l.AIf})
-	var batch [][]byte
-	for i := range 16 {
-		batch = append(batch, segment(t, labNets[i%2], i, 100, 9000))
-	}
-	if err := e.Emit(batch); err != nil { // resolves both neighbours
-		t.Fatal(err)
-	}
-	allocs := testing.AllocsPerRun(100, func() {
-		if err := e.Emit(batch); err != nil {
-			t.Fatal(err)
-		}
-	})
-	if allocs != 0 {
-		t.Fatalf("Emit allocates %.1f times per call", allocs)
-	}
-	if s := e.Stats(); s.Sent != 102*16 {
-		t.Fatalf("stats %+v, want %d sent", s, 102*16)
-	}
+	checkEmitAllocs(t, openAFEmitter(t, l.A, &emit.AFPacketConfig{Interface: l.AIf}))
 }
 
 // BenchmarkAFPacketEmit sends batches of 64 small segments from A to B.
