@@ -242,6 +242,27 @@ func interceptPair(t *testing.T, ctx context.Context, cancel context.CancelFunc,
 	return ic, srv, nfq
 }
 
+// newTables makes each shard's session table from template, with the
+// lab's emitter, announcements to intercept, debug logs when verbose, and
+// collects the tables in *tables.
+func newTables(t *testing.T, template session.Config, em emit.Emitter, ic *intercept.Client, tables *[]*session.Table) func(int) tcpcopy.SessionTable {
+	var mu sync.Mutex
+	return func(int) tcpcopy.SessionTable {
+		cfg := template
+		cfg.Emitter = em
+		if cfg.Logger == nil && testing.Verbose() {
+			cfg.Logger = slog.New(slog.NewTextHandler(tlogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		}
+		cfg.OnOpen = func(c, tg capture.Endpoint) { ic.Announce(c, tg) }
+		cfg.OnClose = func(c, tg capture.Endpoint) { ic.Remove(c, tg) }
+		tab := session.New(&cfg)
+		mu.Lock()
+		*tables = append(*tables, tab)
+		mu.Unlock()
+		return tab
+	}
+}
+
 // makeCopier builds the online side: raw IP capture, the transfer map and
 // other rewriters, one session table per shard, raw IP emit.
 func (l *copyLab) makeCopier() {
@@ -273,26 +294,12 @@ func (l *copyLab) makeCopier() {
 	if len(l.opts.rewriters) > 0 {
 		rw = rewrite.Chain(append([]rewrite.Rewriter{transfer}, l.opts.rewriters...)...)
 	}
-	var mu sync.Mutex
 	l.copier, err = tcpcopy.NewCopier(&tcpcopy.Config{
 		Capturer: capt,
 		Rewriter: rw,
 		Copies:   l.opts.copies,
 		Shards:   l.opts.shards,
-		NewTable: func(int) tcpcopy.SessionTable {
-			cfg := l.opts.session
-			cfg.Emitter = em
-			if cfg.Logger == nil && testing.Verbose() {
-				cfg.Logger = slog.New(slog.NewTextHandler(tlogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-			}
-			cfg.OnOpen = func(c, tg capture.Endpoint) { l.ic.Announce(c, tg) }
-			cfg.OnClose = func(c, tg capture.Endpoint) { l.ic.Remove(c, tg) }
-			tab := session.New(&cfg)
-			mu.Lock()
-			l.tables = append(l.tables, tab)
-			mu.Unlock()
-			return tab
-		},
+		NewTable: newTables(t, l.opts.session, em, l.ic, &l.tables),
 	})
 	if err != nil {
 		t.Fatal(err)

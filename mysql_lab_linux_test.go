@@ -473,25 +473,12 @@ func (l *mysqlLab) startCopier(capt capture.Capturer) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
+	tmpl := l.opts.session
+	tmpl.Protocol = l.mod
 	l.copier, err = tcpcopy.NewCopier(&tcpcopy.Config{
 		Capturer: capt,
 		Rewriter: transfer,
-		NewTable: func(int) tcpcopy.SessionTable {
-			cfg := l.opts.session
-			cfg.Emitter = em
-			cfg.Protocol = l.mod
-			if testing.Verbose() {
-				cfg.Logger = slog.New(slog.NewTextHandler(tlogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-			}
-			cfg.OnOpen = func(c, tg capture.Endpoint) { l.ic.Announce(c, tg) }
-			cfg.OnClose = func(c, tg capture.Endpoint) { l.ic.Remove(c, tg) }
-			tab := session.New(&cfg)
-			mu.Lock()
-			l.tables = append(l.tables, tab)
-			mu.Unlock()
-			return tab
-		},
+		NewTable: newTables(t, tmpl, em, l.ic, &l.tables),
 	})
 	if err != nil {
 		t.Fatal(err)

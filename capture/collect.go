@@ -1,6 +1,9 @@
 package capture
 
-import "bytes"
+import (
+	"bytes"
+	"sync/atomic"
+)
 
 // Collect reads from c until keep (nil keeps all) has accepted n packets
 // and returns copies of them, which stay valid after c reads on. It stops
@@ -27,4 +30,23 @@ func Collect(c Capturer, n int, keep func(*Packet) bool) ([]Packet, error) {
 		}
 	}
 	return out, nil
+}
+
+// Count reads from c until a read fails (Close c to end it) and adds to n
+// every packet keep accepts: Collect's companion for watching a stream,
+// such as counting packets that must not arrive. It returns the error that
+// ended it.
+func Count(c Capturer, n *atomic.Int64, keep func(*Packet) bool) error {
+	pkts := make([]Packet, 16)
+	for {
+		k, err := c.ReadPackets(pkts)
+		for i := range pkts[:k] {
+			if keep(&pkts[i]) {
+				n.Add(1)
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
 }

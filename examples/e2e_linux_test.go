@@ -259,42 +259,6 @@ func waitCount(t *testing.T, log *accessLog, pattern string, want int) int {
 	}
 }
 
-// leakWatch counts the TCP packets from src that reach ns: a response
-// that escaped intercept.
-func leakWatch(t *testing.T, ns *netlab.NS, src netip.Addr) *atomic.Int64 {
-	t.Helper()
-	network := "ip4"
-	if src.Is6() {
-		network = "ip6"
-	}
-	var capt *capture.RawIP
-	if err := ns.Do(func() (err error) {
-		capt, err = capture.NewRawIP(&capture.RawIPConfig{Network: network})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	var n atomic.Int64
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		pkts := make([]capture.Packet, 16)
-		for {
-			k, err := capt.ReadPackets(pkts)
-			for i := range k {
-				if pkts[i].Src() == src {
-					n.Add(1)
-				}
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	t.Cleanup(func() { capt.Close(); <-done })
-	return &n
-}
-
 func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 func addr(s string) netip.Addr  { return netip.MustParseAddr(s) }
 
@@ -359,7 +323,7 @@ func newNFQLab(t *testing.T, ipv6 bool) *nfqLab {
 	l.onlineLog, l.targetLog = newAccessLog(t, "online"), newAccessLog(t, "target")
 	serveHTTP(t, l.online.Listen(network, netip.AddrPortFrom(l.onlineIP, 80).String()), l.onlineLog)
 	serveHTTP(t, l.target.Listen(network, netip.AddrPortFrom(l.targetIP, 80).String()), l.targetLog)
-	l.leaks = leakWatch(t, l.client, l.targetIP)
+	l.leaks = netlab.WatchFrom(t, l.client, l.targetIP)
 	return l
 }
 
@@ -511,7 +475,7 @@ func TestAssistantDeployment(t *testing.T) {
 	onlineLog, targetLog := newAccessLog(t, "online"), newAccessLog(t, "target")
 	serveHTTP(t, online.Listen("tcp4", "198.18.0.2:80"), onlineLog)
 	serveHTTP(t, target.Listen("tcp4", "198.18.1.2:80"), targetLog)
-	leaks := leakWatch(t, client, addr("198.18.1.2"))
+	leaks := netlab.WatchFrom(t, client, addr("198.18.1.2"))
 
 	ic := start(t, assistant, "intercept", "-i", toTarget, "-F", "tcp and src port 80", "-b", "198.18.3.2", "--stats-interval", "1")
 	tc := start(t, online, "tcpcopy", "-x", "80-198.18.1.2:80", "-s", "198.18.3.2", "--stats-interval", "1")

@@ -230,35 +230,6 @@ func installRules(t *testing.T, ns *netlab.NS, port, queue uint16) {
 	})
 }
 
-// watchFrom counts the TCP datagrams from src that reach ns (a raw IP
-// socket sees every TCP datagram delivered locally, before TCP).
-func watchFrom(t *testing.T, ns *netlab.NS, src netip.Addr) *atomic.Int64 {
-	t.Helper()
-	var capt *capture.RawIP
-	if err := ns.Do(func() (err error) { capt, err = capture.NewRawIP(nil); return err }); err != nil {
-		t.Fatal(err)
-	}
-	var n atomic.Int64
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		pkts := make([]capture.Packet, 16)
-		for {
-			k, err := capt.ReadPackets(pkts)
-			for i := range k {
-				if pkts[i].Src() == src {
-					n.Add(1)
-				}
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	t.Cleanup(func() { capt.Close(); <-done })
-	return &n
-}
-
 // control sends a SYN from src in ns to dst (nobody listens there) and
 // waits until the watcher counted it: the check that the watcher would see
 // a leak.
@@ -414,7 +385,7 @@ func newClassicLab(t *testing.T) *classicLab {
 	l.onlineSrv, l.targetSrv = &countingServer{}, &countingServer{}
 	serveHTTP(t, l.online.Listen("tcp4", onlineAddr+":80"), l.onlineSrv)
 	serveHTTP(t, l.target.Listen("tcp4", targetAddr+":80"), l.targetSrv)
-	l.leaks = watchFrom(t, l.client, addr(targetAddr))
+	l.leaks = netlab.WatchFrom(t, l.client, addr(targetAddr))
 	return l
 }
 
@@ -516,8 +487,8 @@ func TestDeployTwoCopiers(t *testing.T) {
 	serveHTTP(t, online1.Listen("tcp4", "198.18.0.2:80"), online1Srv)
 	serveHTTP(t, online2.Listen("tcp4", "198.18.4.2:80"), online2Srv)
 	serveHTTP(t, target.Listen("tcp4", "0.0.0.0:80"), targetSrv)
-	leaks1 := watchFrom(t, client1, addr("198.18.1.2"))
-	leaks2 := watchFrom(t, client2, addr("198.18.5.2"))
+	leaks1 := netlab.WatchFrom(t, client1, addr("198.18.1.2"))
+	leaks2 := netlab.WatchFrom(t, client2, addr("198.18.5.2"))
 
 	installRules(t, target, 80, nfQueueNum)
 	srv := startServer(t, r, target, startNFQueue(t, target, nfQueueNum), "0.0.0.0:36524")
@@ -609,7 +580,7 @@ func TestDeployAssistant(t *testing.T) {
 	onlineSrv, targetSrv := &countingServer{}, &countingServer{}
 	serveHTTP(t, online.Listen("tcp4", onlineAddr+":80"), onlineSrv)
 	serveHTTP(t, target.Listen("tcp4", targetAddr+":80"), targetSrv)
-	leaks := watchFrom(t, client, addr(targetAddr))
+	leaks := netlab.WatchFrom(t, client, addr(targetAddr))
 
 	af := startAFPacket(t, assistant, toTarget)
 	startServer(t, r, assistant, af, "198.18.3.2:36524")
@@ -667,7 +638,7 @@ func TestDeployTwoBox(t *testing.T) {
 	onlineSrv, targetSrv := &countingServer{}, &countingServer{}
 	serveHTTP(t, online.Listen("tcp4", onlineAddr+":80"), onlineSrv)
 	serveHTTP(t, target.Listen("tcp4", targetAddr+":80"), targetSrv)
-	leaks := watchFrom(t, client, addr(targetAddr))
+	leaks := netlab.WatchFrom(t, client, addr(targetAddr))
 
 	af := startAFPacket(t, online, toTarget, pfx(targetAddr+"/32"))
 	startServer(t, r, online, af, "198.18.1.1:36524")

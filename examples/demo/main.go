@@ -237,18 +237,7 @@ func (d *demo) watchLeaks() (stop func(), err error) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		pkts := make([]capture.Packet, 16)
-		for {
-			n, err := capt.ReadPackets(pkts)
-			for i := range n {
-				if pkts[i].Src() == target {
-					d.clientSaw.Add(1)
-				}
-			}
-			if err != nil {
-				return
-			}
-		}
+		capture.Count(capt, &d.clientSaw, func(p *capture.Packet) bool { return p.Src() == target })
 	}()
 	return func() { capt.Close(); <-done }, nil
 }
