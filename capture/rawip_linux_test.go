@@ -109,19 +109,6 @@ func labSegment(t testing.TB, n labNet, i, plen int, dport uint16) []byte {
 	return b
 }
 
-// readN reads from c until keep has accepted n packets, copying their
-// bytes; after 10 s it closes c and fails the test.
-func readN(t *testing.T, c *capture.RawIP, n int, keep func(*capture.Packet) bool) []capture.Packet {
-	t.Helper()
-	timer := time.AfterFunc(10*time.Second, func() { c.Close() })
-	defer timer.Stop()
-	out, err := capture.Collect(c, n, keep)
-	if err != nil {
-		t.Fatalf("ReadPackets after %d of %d packets: %v", len(out), n, err)
-	}
-	return out
-}
-
 // TestRawIPCrafted sends crafted segments from A to B: B's capturer must
 // return each one byte for byte (for IPv6, with a rebuilt header), and A's
 // capturer must see only B's answers (RSTs), never what A sent.
@@ -142,7 +129,7 @@ func TestRawIPCrafted(t *testing.T) {
 				bytesSent += uint64(len(b))
 				tx.send(t, b)
 			}
-			got := readN(t, capB, count, nil)
+			got := netlab.Collect(t, capB, count, nil)
 			for i, p := range got {
 				if !bytes.Equal(p.Data, sent[i]) {
 					t.Fatalf("packet %d:\n got %x\nwant %x", i, p.Data, sent[i])
@@ -155,7 +142,7 @@ func TestRawIPCrafted(t *testing.T) {
 				t.Errorf("B stats %+v, want %d packets, %d bytes", s, count, bytesSent)
 			}
 			// B answers every segment to its closed port with a RST.
-			for i, p := range readN(t, capA, count, nil) {
+			for i, p := range netlab.Collect(t, capA, count, nil) {
 				if p.Src() != n.b || p.Dst() != n.a || !p.HasFlags(capture.FlagRST) {
 					t.Fatalf("A captured packet %d %v flags %#x: want only RSTs from B", i, p.Flow(), p.Flags())
 				}
@@ -213,7 +200,7 @@ func TestRawIPRealTCP(t *testing.T) {
 				t.Helper()
 				sawData := false
 				// Read up to the sender's FIN; every segment must come from the peer.
-				readN(t, c, 1, func(p *capture.Packet) bool {
+				netlab.Collect(t, c, 1, func(p *capture.Packet) bool {
 					if p.Src() != from || p.Dst() != to {
 						t.Fatalf("captured %v: not from %v to %v", p.Flow(), from, to)
 					}
@@ -241,7 +228,7 @@ func TestRawIPSnapLen(t *testing.T) {
 			tx.send(t, labSegment(t, n, 1, 1000, 9000))
 			small := labSegment(t, n, 2, 50, 9000)
 			tx.send(t, small)
-			got := readN(t, c, 1, nil)
+			got := netlab.Collect(t, c, 1, nil)
 			if !bytes.Equal(got[0].Data, small) {
 				t.Fatalf("got %x, want the small segment %x", got[0].Data, small)
 			}
@@ -264,10 +251,10 @@ func TestRawIPKernelDrops(t *testing.T) {
 			for i := range flood {
 				tx.send(t, labSegment(t, n, i, 100, 9000))
 			}
-			readN(t, c, 1, nil) // drains what the buffer held
+			netlab.Collect(t, c, 1, nil) // drains what the buffer held
 			// The kernel reports its drop count on the next datagram queued.
 			tx.send(t, labSegment(t, n, 0, 10, 9999))
-			readN(t, c, 1, func(p *capture.Packet) bool { return p.DstPort() == 9999 })
+			netlab.Collect(t, c, 1, func(p *capture.Packet) bool { return p.DstPort() == 9999 })
 			s := c.Stats()
 			if s.KernelDrops == 0 || s.Packets+s.KernelDrops != flood+1 {
 				t.Fatalf("stats %+v: want kernel drops and packets+drops = %d", s, flood+1)

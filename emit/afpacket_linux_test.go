@@ -168,7 +168,7 @@ func TestAFPacketEmitEndToEnd(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			for i, p := range readN(t, c, count, nil) {
+			for i, p := range netlab.Collect(t, c, count, nil) {
 				if !bytes.Equal(p.Data, want[i]) {
 					t.Fatalf("packet %d:\n got %x\nwant %x", i, p.Data, want[i])
 				}
@@ -235,7 +235,7 @@ func TestAFPacketBypassesNetfilter(t *testing.T) {
 	if err := af.Emit([][]byte{b}); err != nil {
 		t.Fatal(err)
 	}
-	got := readN(t, c, 1, nil)
+	got := netlab.Collect(t, c, 1, nil)
 	if !bytes.Equal(got[0].Data, b) {
 		t.Fatalf("B received %x", got[0].Data)
 	}
@@ -257,7 +257,7 @@ func TestAFPacketEmitDrops(t *testing.T) {
 	if err := e.Emit([][]byte{small1, big, {0x45}, nil, small2}); err != nil {
 		t.Fatal(err)
 	}
-	got := readN(t, c, 2, nil)
+	got := netlab.Collect(t, c, 2, nil)
 	if !bytes.Equal(got[0].Data, small1) || !bytes.Equal(got[1].Data, small2) {
 		t.Fatal("the small datagrams did not arrive")
 	}

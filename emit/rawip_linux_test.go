@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/shadowcopy/tcpcopy/capture"
 	"github.com/shadowcopy/tcpcopy/emit"
@@ -74,19 +73,6 @@ func segment(t testing.TB, n labNet, i, plen int, dport uint16) []byte {
 	return b
 }
 
-// readN reads n packets accepted by keep (nil keeps all), copying them;
-// after 10 s it closes c and fails.
-func readN(t *testing.T, c *capture.RawIP, n int, keep func(*capture.Packet) bool) []capture.Packet {
-	t.Helper()
-	timer := time.AfterFunc(10*time.Second, func() { c.Close() })
-	defer timer.Stop()
-	out, err := capture.Collect(c, n, keep)
-	if err != nil {
-		t.Fatalf("ReadPackets after %d of %d packets: %v", len(out), n, err)
-	}
-	return out
-}
-
 func sameSegment(t *testing.T, i int, got *capture.Packet, want []byte) {
 	t.Helper()
 	var w capture.Packet
@@ -122,7 +108,7 @@ func TestRawIPEndToEnd(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			for i, p := range readN(t, c, count, nil) {
+			for i, p := range netlab.Collect(t, c, count, nil) {
 				sameSegment(t, i, &p, want[i])
 				if !bytes.Equal(p.Data, want[i]) {
 					t.Errorf("packet %d differs outside TCP:\n got %x\nwant %x", i, p.Data, want[i])
@@ -155,10 +141,10 @@ func TestRawIPMixedFamilies(t *testing.T) {
 	if err := e.Emit(batch); err != nil {
 		t.Fatal(err)
 	}
-	for i, p := range readN(t, c4, len(want4), nil) {
+	for i, p := range netlab.Collect(t, c4, len(want4), nil) {
 		sameSegment(t, i, &p, want4[i])
 	}
-	for i, p := range readN(t, c6, len(want6), nil) {
+	for i, p := range netlab.Collect(t, c6, len(want6), nil) {
 		sameSegment(t, i, &p, want6[i])
 	}
 	if s := e.Stats(); s.Sent != 20 || s.Dropped() != 0 {
@@ -181,7 +167,7 @@ func TestRawIPMsgSize(t *testing.T) {
 			if err := e.Emit([][]byte{small1, big, small2}); err != nil {
 				t.Fatalf("Emit = %v; per-packet errors must not be returned", err)
 			}
-			got := readN(t, c, 2, nil)
+			got := netlab.Collect(t, c, 2, nil)
 			sameSegment(t, 0, &got[0], small1)
 			sameSegment(t, 1, &got[1], small2)
 			if s := e.Stats(); s.MsgSize != 1 || s.Sent != 2 || s.Dropped() != 1 {

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/shadowcopy/tcpcopy/capture"
 )
@@ -33,4 +34,17 @@ func WatchFrom(t testing.TB, ns *NS, src netip.Addr) *atomic.Int64 {
 	}()
 	t.Cleanup(func() { capt.Close(); <-done })
 	return &n
+}
+
+// Collect reads n packets that keep accepts (nil keeps all) from c, as
+// copies; after 10 s it closes c and fails the test.
+func Collect(t testing.TB, c capture.Capturer, n int, keep func(*capture.Packet) bool) []capture.Packet {
+	t.Helper()
+	timer := time.AfterFunc(10*time.Second, func() { c.Close() })
+	defer timer.Stop()
+	out, err := capture.Collect(c, n, keep)
+	if err != nil {
+		t.Fatalf("netlab: read after %d of %d packets: %v", len(out), n, err)
+	}
+	return out
 }
