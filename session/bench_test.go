@@ -14,34 +14,10 @@ import (
 // captured client request rewritten toward the target, the target's answer
 // and the ACK the table makes (one op = both packets).
 func BenchmarkRequestAndResponse(b *testing.B) {
-	var sent int
-	tab := New(&Config{Emitter: countEmitter{&sent}, NoWait: true})
-	transfer, err := rewrite.ParseTransfer("198.18.0.2:80-" + targetAP.String())
-	if err != nil {
-		b.Fatal(err)
-	}
+	tab, transfer, mk := benchSession(b)
 	online := netip.MustParseAddrPort("198.18.0.2:80")
-	mk := func(src, dst netip.AddrPort, seq, ack uint32, flags uint8, payload string) []byte {
-		p, err := capture.AppendSegment(nil, &capture.Segment{Src: src, Dst: dst, Seq: capture.Seq(seq),
-			Ack: capture.Seq(ack), Flags: flags, Window: 512, Payload: []byte(payload)})
-		if err != nil {
-			b.Fatal(err)
-		}
-		return p
-	}
 	var p capture.Packet
 	p.Time = t0 // Decode keeps it
-	feed := func(data []byte, client bool) {
-		_ = p.Decode(data)
-		if client {
-			transfer.Rewrite(&p)
-			tab.HandleClient(&p)
-		} else {
-			tab.HandleResponse(&p)
-		}
-	}
-	feed(mk(clientAP, online, 1000, 0, syn, ""), true)
-	feed(mk(targetAP, clientAP, 5000, 1001, synack, ""), false)
 	req := mk(clientAP, online, 0, 7001, psh, strings.Repeat("r", 300))
 	resp := mk(targetAP, clientAP, 0, 0, psh, strings.Repeat("a", 1400))
 	reqBuf, respBuf := make([]byte, len(req)), make([]byte, len(resp))
@@ -67,6 +43,34 @@ func BenchmarkRequestAndResponse(b *testing.B) {
 	if st := tab.Stats(); st.Sent < 2*uint64(b.N) || st.Duplicates+st.NoSession+st.UnknownResponses != 0 {
 		b.Fatalf("not copying: %+v", st)
 	}
+}
+
+// benchSession returns a table with one open session (client clientAP
+// copied from 198.18.0.2:80 to targetAP through the returned transfer map)
+// and a builder of segments.
+func benchSession(b *testing.B) (*Table, *rewrite.Transfer, func(src, dst netip.AddrPort, seq, ack uint32, flags uint8, payload string) []byte) {
+	var sent int
+	tab := New(&Config{Emitter: countEmitter{&sent}, NoWait: true})
+	transfer, err := rewrite.ParseTransfer("198.18.0.2:80-" + targetAP.String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	mk := func(src, dst netip.AddrPort, seq, ack uint32, flags uint8, payload string) []byte {
+		p, err := capture.AppendSegment(nil, &capture.Segment{Src: src, Dst: dst, Seq: capture.Seq(seq),
+			Ack: capture.Seq(ack), Flags: flags, Window: 65535, Payload: []byte(payload)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return p
+	}
+	var p capture.Packet
+	p.Time = t0
+	_ = p.Decode(mk(clientAP, netip.MustParseAddrPort("198.18.0.2:80"), 1000, 0, syn, ""))
+	transfer.Rewrite(&p)
+	tab.HandleClient(&p)
+	_ = p.Decode(mk(targetAP, clientAP, 5000, 1001, synack, ""))
+	tab.HandleResponse(&p)
+	return tab, transfer, mk
 }
 
 // openSessions fills a table with n established, idle sessions from
@@ -158,28 +162,10 @@ func BenchmarkMillionSessions(b *testing.B) {
 // data packet through the transfer map rewrite, the session table and a
 // discarding emitter, on an open session (the target ACKs every 16th).
 func BenchmarkClientPacket(b *testing.B) {
-	var sent int
-	tab := New(&Config{Emitter: countEmitter{&sent}, NoWait: true})
-	transfer, err := rewrite.ParseTransfer("198.18.0.2:80-" + targetAP.String())
-	if err != nil {
-		b.Fatal(err)
-	}
+	tab, transfer, mk := benchSession(b)
 	online := netip.MustParseAddrPort("198.18.0.2:80")
-	mk := func(src, dst netip.AddrPort, seq, ack uint32, flags uint8, payload string) []byte {
-		p, err := capture.AppendSegment(nil, &capture.Segment{Src: src, Dst: dst, Seq: capture.Seq(seq),
-			Ack: capture.Seq(ack), Flags: flags, Window: 65535, Payload: []byte(payload)})
-		if err != nil {
-			b.Fatal(err)
-		}
-		return p
-	}
 	var p capture.Packet
 	p.Time = t0
-	_ = p.Decode(mk(clientAP, online, 1000, 0, syn, ""))
-	transfer.Rewrite(&p)
-	tab.HandleClient(&p)
-	_ = p.Decode(mk(targetAP, clientAP, 5000, 1001, synack, ""))
-	tab.HandleResponse(&p)
 	req := mk(clientAP, online, 0, 7001, psh, strings.Repeat("r", 200))
 	ackPkt := mk(targetAP, clientAP, 5001, 0, ack, "")
 	buf := make([]byte, len(req))
