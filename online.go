@@ -186,9 +186,10 @@ type OnlineConfig struct {
 	NewEmitter func(shard int) (emit.Emitter, error)
 
 	// Session is the template of every shard's session table: timeouts
-	// (-t is IdleTimeout, -k KeepaliveTimeout), NoWait (-W), OnlyFull
-	// (-O), MSS (-D), MaxMemory (-m), Protocol. MaxMemory is the cap of
-	// the whole host: each of the Shards tables gets an equal part.
+	// (-t is IdleTimeout, -k KeepaliveTimeout), NoWait (-W), MaxLag
+	// (--max-lag), OnlyFull (-O), MSS (-D), MaxMemory (-m), Protocol.
+	// MaxMemory is the cap of the whole host: each of the Shards tables
+	// gets an equal part.
 	// Emitter, OnOpen, OnClose and Logger are set by the Online.
 	Session session.Config
 	// MTU is the largest datagram sent to the target (-M): session
@@ -847,6 +848,7 @@ func (s OnlineStats) Summary() []slog.Attr {
 		slog.Uint64("captured", s.Capture.Packets),
 		slog.Uint64("copied", s.Copier.Dispatched),
 		slog.Uint64("requests", ss.Requests),
+		slog.Uint64("pipelined", ss.Pipelined),
 		slog.Uint64("sent", ss.Sent),
 		slog.Uint64("retrans", ss.Retransmitted),
 		slog.Uint64("responses", s.Copier.Responses),

@@ -420,3 +420,104 @@ func TestLateResetOfOldConnectionIgnored(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 }
+
+// A request the target acknowledged and then closed on unread (a server
+// closing after its last answer, our next request already in its buffer)
+// goes again on a new connection once the client shows the online server
+// answered it; the RST and the FIN ways of closing both count.
+func TestAckedUnansweredRequestResent(t *testing.T) {
+	for _, closing := range []uint8{rst, fin} {
+		h := newHarness(t, Config{ResponseQuiet: time.Millisecond})
+		h.handshake()
+		h.client(1001, 7001, psh, "req1")
+		h.target(5001, 1005, psh, "resp")
+		h.client(1005, 7005, psh, "req2") // the answer was complete
+		h.out.take()
+		h.target(5005, 1009, ack, "") // req2 is in the target's buffer
+		h.target(5005, 1009, closing, "")
+		if out := h.out.take(); len(out) > 1 || len(out) == 1 && out[0].Flags() == syn {
+			t.Fatalf("closing %#x: resumed before the client showed an answer: %v", closing, out)
+		}
+		h.client(1009, 7010, ack, "") // online answered req2 with 5 bytes
+		out := h.out.take()
+		if len(out) == 0 || out[len(out)-1].Flags() != syn {
+			t.Fatalf("closing %#x: want a new SYN, got %v", closing, out)
+		}
+		isn := out[len(out)-1].Seq()
+		h.target(9000, uint32(isn)+1, synack, "")
+		h.expect(capture.Segment{Seq: isn.Add(1), Ack: 9001, Flags: ack},
+			capture.Segment{Seq: isn.Add(1), Ack: 9001, Flags: psh, Payload: []byte("req2")})
+		if st := h.tab.Stats(); st.Resumed != 1 || st.Unanswered != 1 {
+			t.Errorf("closing %#x: stats %+v", closing, st)
+		}
+		// Sent again and unanswered again, it is not repeated a third time.
+		h.target(9001, uint32(isn)+5, ack, "")
+		h.target(9001, uint32(isn)+5, rst, "")
+		h.client(1009, 7020, ack, "")
+		if out := h.out.take(); len(out) != 0 {
+			t.Errorf("closing %#x: sent a third time: %v", closing, out)
+		}
+	}
+}
+
+// When the online server did not answer either (the client closes without
+// having seen more), the request is not sent again.
+func TestUnansweredOnlineTooNotResent(t *testing.T) {
+	h := newHarness(t, Config{ResponseQuiet: time.Millisecond})
+	h.handshake()
+	h.client(1001, 7001, psh, "QUIT")
+	h.out.take()
+	h.target(5001, 1005, ack, "")
+	h.target(5001, 1005, rst, "")
+	h.client(1005, 7001, fin, "")
+	h.wait(10 * time.Millisecond)
+	if out := h.out.take(); len(out) != 0 {
+		t.Fatalf("sent after the target's reset: %v", out)
+	}
+	if st := h.tab.Stats(); st.Resumed != 0 || st.Unanswered != 0 || st.TargetResets != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// A copy that falls MaxLag behind the online conversation sends requests
+// without waiting for answers, within the target's window; a FIN still
+// waits for them.
+func TestMaxLagPipelines(t *testing.T) {
+	h := newHarness(t, Config{ResponseQuiet: time.Second, MaxLag: 50 * time.Millisecond})
+	h.handshake()
+	h.client(1001, 7001, psh, "a")
+	h.expect(capture.Segment{Seq: 1001, Ack: 5001, Flags: psh, Payload: []byte("a")})
+	h.client(1002, 7101, psh, "b") // the online answer to a was 100 bytes
+	h.client(1003, 7201, psh, "c")
+	h.client(1004, 7301, fin, "")
+	h.wait(40 * time.Millisecond)
+	h.expect() // not yet lagging
+	h.wait(10 * time.Millisecond)
+	h.expect(
+		capture.Segment{Seq: 1002, Ack: 5001, Flags: psh, Payload: []byte("b")},
+		capture.Segment{Seq: 1003, Ack: 5001, Flags: psh, Payload: []byte("c")},
+	)
+	if st := h.tab.Stats(); st.Pipelined != 2 || st.Requests != 3 {
+		t.Errorf("stats %+v", st)
+	}
+	// The answers come in; the FIN goes once they are complete.
+	h.target(5001, 1004, psh, strings.Repeat("x", 300))
+	h.expect(
+		capture.Segment{Seq: 1004, Ack: 5301, Flags: ack},
+		capture.Segment{Seq: 1004, Ack: 5301, Flags: fin},
+	)
+}
+
+// A negative MaxLag keeps strict pacing: only HoldTimeout releases.
+func TestMaxLagNegativeWaits(t *testing.T) {
+	h := newHarness(t, Config{ResponseQuiet: time.Second, MaxLag: -1, HoldTimeout: time.Second})
+	h.handshake()
+	h.client(1001, 7001, psh, "a")
+	h.target(5001, 1002, ack, "")
+	h.out.take()
+	h.client(1002, 7101, psh, "b")
+	h.wait(500 * time.Millisecond)
+	h.expect()
+	h.wait(600 * time.Millisecond)
+	h.expect(capture.Segment{Seq: 1002, Ack: 5001, Flags: psh, Payload: []byte("b")})
+}

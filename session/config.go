@@ -46,6 +46,15 @@ type Config struct {
 	HoldTimeout time.Duration
 	// NoWait sends requests as they come, without waiting for responses.
 	NoWait bool
+	// MaxLag bounds how far a session's copy may fall behind the online
+	// conversation. A request that reached the table this long ago goes
+	// without waiting for the previous response (pipelined, within the
+	// target's window), so a copy whose round trip through the target
+	// and intercept is longer than the client's think time keeps pace
+	// instead of losing the backlog. Sessions with a protocol module
+	// always wait. Zero means 100 ms; negative means wait always (up to
+	// HoldTimeout), as TCPCopy does.
+	MaxLag time.Duration
 	// GapTimeout is how long a session waits for a missing captured packet
 	// before it is reset and dropped. Zero means 5 s.
 	GapTimeout time.Duration
@@ -80,6 +89,9 @@ func (c *Config) withDefaults() Config {
 	def(&d.HandshakeTimeout, 3*time.Second)
 	def(&d.RTO, time.Second)
 	def(&d.HoldTimeout, 3*time.Second)
+	if d.MaxLag == 0 {
+		d.MaxLag = 100 * time.Millisecond
+	}
 	def(&d.GapTimeout, 5*time.Second)
 	def(&d.IdleTimeout, 600*time.Second)
 	def(&d.KeepaliveTimeout, 1800*time.Second)

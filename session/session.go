@@ -30,12 +30,14 @@ func (s state) String() string {
 // pendingSeg is a captured client packet not sent yet, in the client's
 // sequence space.
 type pendingSeg struct {
-	data  []byte
-	seq   capture.Seq
-	end   capture.Seq // seq + payload (+1 for FIN)
-	ack   capture.Seq // the captured ACK: online server bytes the client had seen
-	flags uint8
-	n     int // payload length
+	data    []byte
+	arrived time.Time // when the table took it
+	seq     capture.Seq
+	end     capture.Seq // seq + payload (+1 for FIN)
+	ack     capture.Seq // the captured ACK: online server bytes the client had seen
+	flags   uint8
+	again   bool // requeued once after the target closed without answering it
+	n       int  // payload length
 }
 
 func (g *pendingSeg) isData() bool { return g.n > 0 }
@@ -48,7 +50,11 @@ type sentSeg struct {
 	seq, end capture.Seq
 	sentAt   time.Time
 	fin      bool
+	again    bool // see pendingSeg.again
 }
+
+// isData reports whether g carries client bytes.
+func (g *sentSeg) isData() bool { return g.end-g.seq > 1 || g.end-g.seq == 1 && !g.fin }
 
 // sess is one emulated client connection toward the target.
 //
@@ -83,16 +89,22 @@ type sess struct {
 	cliNxt   capture.Seq  // next client byte to send (client space)
 	delta    capture.Seq  // target space minus client space
 	inflight []sentSeg    // sent, not acknowledged (target space)
-	sndUna   capture.Seq
-	sndNxt   capture.Seq
-	finSent  bool
-	sentData bool // a first request went out
-	gapSince time.Time
+	// Request segments the target acknowledged before sending any answer
+	// to them: kept until an answer comes, to go again on a new
+	// connection if the target closes instead (it ACKed, then closed
+	// without reading them).
+	unanswered []sentSeg
+	sndUna     capture.Seq
+	sndNxt     capture.Seq
+	finSent    bool
+	sentData   bool // a first request went out
+	gapSince   time.Time
 
 	// The online server's sequence space as the client's ACKs show it.
 	onlineBase   capture.Seq // online ISN+1 (or the first ACK seen)
 	onlineBaseOK bool
 	lastReqAck   capture.Seq // captured ACK of the last request sent
+	cliAck       capture.Seq // highest ACK the client sent: online bytes it saw
 	hsRTT        time.Duration
 
 	// Request pacing.
@@ -170,9 +182,14 @@ func (s *sess) onAck(p *capture.Packet) {
 		s.sndUna = a
 		s.dupAcks = 0
 		s.rto = s.t.cfg.RTO
+		answered := p.PayloadLen() > 0 || s.respBytes() != s.respAtReq
 		i := 0
 		for i < len(s.inflight) && s.inflight[i].end.LessThanEq(a) {
-			s.t.release(s.inflight[i].data)
+			if g := &s.inflight[i]; !answered && s.conn == nil && !g.again && g.isData() {
+				s.unanswered = append(s.unanswered, *g)
+			} else {
+				s.t.release(g.data)
+			}
 			i++
 		}
 		s.inflight = s.inflight[:copy(s.inflight, s.inflight[i:])]
@@ -190,7 +207,7 @@ func (s *sess) onAck(p *capture.Packet) {
 // insert buffers a client packet in sequence order. It reports false for
 // duplicates and overflow, which it counts.
 func (s *sess) insert(p *capture.Packet) bool {
-	g := pendingSeg{seq: p.Seq(), end: p.EndSeq(), ack: p.Ack(), flags: p.Flags(), n: p.PayloadLen()}
+	g := pendingSeg{arrived: s.t.now, seq: p.Seq(), end: p.EndSeq(), ack: p.Ack(), flags: p.Flags(), n: p.PayloadLen()}
 	if g.flags&capture.FlagRST != 0 {
 		g.end = g.seq // an RST occupies no sequence space
 	} else if g.end.LessThanEq(s.cliNxt) {
@@ -221,16 +238,29 @@ func (s *sess) insert(p *capture.Packet) bool {
 // releasable reports whether a segment that starts a new request may go:
 // the target has ACKed what we sent and its response is complete, judged by
 // how much the online server had sent when the client asked again, or by a
-// quiet spell, or by the hold timeout.
-func (s *sess) releasable(g *pendingSeg) bool {
+// quiet spell, or by the hold timeout. A data segment older than MaxLag
+// goes anyway (late reports that).
+func (s *sess) releasable(g *pendingSeg) (ok, late bool) {
 	cfg := &s.t.cfg
 	if cfg.NoWait || !s.lastReqAck.LessThan(g.ack) {
-		return true // not a new request: the client saw nothing new
+		return true, false // not a new request: the client saw nothing new
 	}
 	now := s.t.now
 	if !s.holdSince.IsZero() && now.Sub(s.holdSince) >= cfg.HoldTimeout {
-		return true
+		return true, false
 	}
+	if s.answerIn(g) {
+		return true, false
+	}
+	// Only data is sent ahead of an answer: a FIN or an RST would cut
+	// the pipelined requests off.
+	late = cfg.MaxLag > 0 && s.conn == nil && g.isData() && now.Sub(g.arrived) >= cfg.MaxLag
+	return late, late
+}
+
+// answerIn reports whether the target has answered what was sent before g.
+func (s *sess) answerIn(g *pendingSeg) bool {
+	cfg := &s.t.cfg
 	if s.sndUna != s.sndNxt {
 		return false
 	}
@@ -242,7 +272,7 @@ func (s *sess) releasable(g *pendingSeg) bool {
 	if quiet <= 0 {
 		quiet = min(max(s.hsRTT, 2*time.Millisecond), 200*time.Millisecond)
 	}
-	return got > s.respAtReq && now.Sub(s.lastResp) >= quiet
+	return got > s.respAtReq && s.t.now.Sub(s.lastResp) >= quiet
 }
 
 func (s *sess) inflightBytes() uint32 { return uint32(s.sndNxt - s.sndUna) }

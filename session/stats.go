@@ -18,6 +18,8 @@ type Stats struct {
 	Responses     uint64 // target responses handed in
 	Held          uint64 // requests held until the previous response ended
 	Requests      uint64 // requests sent: a session's first data, and data after the client saw more of the answer
+	Pipelined     uint64 // of those, sent before the previous answer was in because the copy lagged MaxLag behind
+	Unanswered    uint64 // requests the target acknowledged, then closed without answering: sent again on a new connection
 
 	// Drop reasons.
 	NoSession         uint64 // client packet for no session, not copyable mid-stream
@@ -45,7 +47,7 @@ type counters struct {
 	noSession, duplicates, absorbedACKs, bufferFull, shed         atomic.Uint64
 	handshakeTimeouts, gapTimeouts, targetResets, lostOnReset     atomic.Uint64
 	idleTimeouts, unknownResponses, retired, skipped, emitErrors  atomic.Uint64
-	portWaits, shedPackets, skippedPackets                        atomic.Uint64
+	portWaits, shedPackets, skippedPackets, pipelined, unanswered atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
@@ -54,7 +56,7 @@ func (c *counters) snapshot() Stats {
 		Active: c.active.Load(), Finished: c.finished.Load(),
 		ClientPackets: c.clientPackets.Load(), Sent: c.sent.Load(),
 		Retransmitted: c.retransmitted.Load(), Responses: c.responses.Load(), Held: c.held.Load(),
-		Requests:  c.requests.Load(),
+		Requests: c.requests.Load(), Pipelined: c.pipelined.Load(), Unanswered: c.unanswered.Load(),
 		NoSession: c.noSession.Load(), Duplicates: c.duplicates.Load(),
 		AbsorbedACKs: c.absorbedACKs.Load(), BufferFull: c.bufferFull.Load(), Shed: c.shed.Load(),
 		ShedPackets: c.shedPackets.Load(), SkippedPackets: c.skippedPackets.Load(),
@@ -78,6 +80,8 @@ func (s Stats) Add(o Stats) Stats {
 	s.Responses += o.Responses
 	s.Held += o.Held
 	s.Requests += o.Requests
+	s.Pipelined += o.Pipelined
+	s.Unanswered += o.Unanswered
 	s.NoSession += o.NoSession
 	s.Duplicates += o.Duplicates
 	s.AbsorbedACKs += o.AbsorbedACKs

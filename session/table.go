@@ -152,8 +152,12 @@ func (t *Table) HandleClient(p *capture.Packet) {
 		// The first ACK after the SYN acknowledges the online server's
 		// ISN+1: the origin of the client's view of the response stream.
 		s.onlineBase, s.onlineBaseOK = p.Ack(), true
-		s.lastReqAck = s.onlineBase
+		s.lastReqAck, s.cliAck = s.onlineBase, s.onlineBase
 		s.hsRTT = t.now.Sub(s.created)
+	}
+	if flags&capture.FlagACK != 0 && s.cliAck.LessThan(p.Ack()) {
+		s.cliAck = p.Ack()
+		t.redoUnanswered(s)
 	}
 	if p.PayloadLen() == 0 && flags&(capture.FlagFIN|capture.FlagRST) == 0 {
 		// The table ACKs the target's data itself; the client's ACKs are
@@ -358,6 +362,9 @@ func (t *Table) HandleResponse(p *capture.Packet) {
 			inOrder := p.Seq() == s.rcvNxt
 			s.rcvNxt = end
 			s.lastResp, s.lastData = t.now, t.now
+			if p.PayloadLen() > 0 {
+				t.releaseUnanswered(s)
+			}
 			if s.conn != nil && p.PayloadLen() > 0 && inOrder {
 				t.scratch = s.conn.Response(t.scratch[:0], p.Payload(), p.PayloadLen())
 				if len(t.scratch) > 0 {
@@ -369,6 +376,9 @@ func (t *Table) HandleResponse(p *capture.Packet) {
 			s.finRcvd = true
 		}
 		t.makeACK(s)
+		if t.redoUnanswered(s) {
+			return
+		}
 	}
 	if s.finSent && s.sndUna == s.sndNxt && s.finRcvd {
 		t.c.finished.Add(1)
@@ -417,7 +427,7 @@ func (t *Table) onReset(s *sess, p *capture.Packet) {
 	// Client data sent but not acknowledged (a request that met a
 	// connection the target was closing) goes again on a new connection,
 	// as does data still waiting.
-	if s.conn == nil && s.inflightData() {
+	if s.conn == nil && (s.inflightData() || len(s.unanswered) > 0 && s.onlineAnswered()) {
 		t.resume(s, s.lastReqAck)
 		return
 	}
@@ -429,18 +439,50 @@ func (t *Table) onReset(s *sess, p *capture.Packet) {
 	}
 	t.c.targetResets.Add(1)
 	t.dropInflight(s)
+	s.closedByTarget = true // keeps what waits, for a resume
 	t.close(s)
-	s.closedByTarget = true
 }
 
 // inflightData reports whether client bytes are sent and unacknowledged.
 func (s *sess) inflightData() bool {
 	for i := range s.inflight {
-		if g := &s.inflight[i]; g.end-g.seq > 1 || g.end-g.seq == 1 && !g.fin {
+		if s.inflight[i].isData() {
 			return true
 		}
 	}
 	return false
+}
+
+// onlineAnswered reports whether the client has seen online bytes sent
+// after the last request it made: the online server answered it.
+func (s *sess) onlineAnswered() bool { return s.lastReqAck.LessThan(s.cliAck) }
+
+// redoUnanswered resumes a session whose target closed (FIN or RST) on
+// requests it acknowledged but never answered, once the client shows the
+// online server did answer them: the requests go again on a new
+// connection. (Servers close with unread data after their last answer.)
+func (t *Table) redoUnanswered(s *sess) bool {
+	if len(s.unanswered) == 0 || !s.onlineAnswered() {
+		return false
+	}
+	switch {
+	case s.st == stateEstablished && s.finRcvd:
+		t.makeRST(s)
+	case s.st == stateClosed && s.closedByTarget:
+	default:
+		return false
+	}
+	t.resume(s, s.lastReqAck)
+	return true
+}
+
+// releaseUnanswered forgets the acknowledged requests kept in case the
+// target closed without answering them: an answer came.
+func (t *Table) releaseUnanswered(s *sess) {
+	for i := range s.unanswered {
+		t.release(s.unanswered[i].data)
+	}
+	s.unanswered = s.unanswered[:0]
 }
 
 // requeueInflight puts the client segments the target never acknowledged
@@ -450,21 +492,28 @@ func (s *sess) inflightData() bool {
 // last request's, so they go at once.
 func (t *Table) requeueInflight(s *sess) {
 	var back []pendingSeg
-	for i := range s.inflight {
-		g := &s.inflight[i]
-		if g.end.LessThanEq(s.sndUna) {
-			t.release(g.data)
-			continue
-		}
+	add := func(g *sentSeg, again bool) {
 		var p capture.Packet
 		if p.Decode(g.data) != nil || g.end == g.seq {
 			t.release(g.data)
-			continue
+			return
 		}
 		back = append(back, pendingSeg{
-			data: g.data, seq: g.seq - s.delta, end: g.end - s.delta,
-			ack: s.lastReqAck, flags: p.Flags(), n: p.PayloadLen(),
+			data: g.data, arrived: t.now, seq: g.seq - s.delta, end: g.end - s.delta,
+			ack: s.lastReqAck, flags: p.Flags(), again: again, n: p.PayloadLen(),
 		})
+	}
+	for i := range s.unanswered {
+		t.c.unanswered.Add(1)
+		add(&s.unanswered[i], true)
+	}
+	s.unanswered = s.unanswered[:0]
+	for i := range s.inflight {
+		if g := &s.inflight[i]; g.end.LessThanEq(s.sndUna) {
+			t.release(g.data)
+		} else {
+			add(g, g.again)
+		}
 	}
 	s.inflight = s.inflight[:0]
 	if len(back) == 0 {
@@ -621,6 +670,7 @@ func (t *Table) close(s *sess) {
 	}
 	s.inflight = s.inflight[:0]
 	if !s.closedByTarget {
+		t.releaseUnanswered(s)
 		for i := range s.pending {
 			t.release(s.pending[i].data)
 		}
@@ -777,12 +827,16 @@ func (t *Table) pump(s *sess) {
 		// A FIN or an RST is paced like a request: sent before the answer
 		// is in, a FIN looks like an aborted request to many servers, and
 		// an RST destroys the request the server has not read yet.
-		if (g.isData() || g.flags&(capture.FlagFIN|capture.FlagRST) != 0 && g.flags&capture.FlagACK != 0) && !s.releasable(g) {
-			if s.holdSince.IsZero() {
-				s.holdSince = t.now
-				t.c.held.Add(1)
+		late := false
+		if g.isData() || g.flags&(capture.FlagFIN|capture.FlagRST) != 0 && g.flags&capture.FlagACK != 0 {
+			var ok bool
+			if ok, late = s.releasable(g); !ok {
+				if s.holdSince.IsZero() {
+					s.holdSince = t.now
+					t.c.held.Add(1)
+				}
+				return
 			}
-			return
 		}
 		if g.isData() && len(s.inflight) > 0 && s.inflightBytes()+uint32(g.n) > s.sndWnd {
 			return // beyond the target's window; an ACK will reopen it
@@ -791,6 +845,9 @@ func (t *Table) pump(s *sess) {
 		if !t.sendPending(s, g) {
 			t.skip(s)
 			return
+		}
+		if late {
+			t.c.pipelined.Add(1)
 		}
 		t.popPending(s)
 		if rst {
@@ -858,7 +915,7 @@ func (t *Table) sendPending(s *sess, g *pendingSeg) bool {
 		binary.BigEndian.PutUint32(g.data[p.IPHeaderLen()+4:], uint32(tseq))
 		b := g.data
 		g.data = nil
-		t.sendNew(s, b, tseq, tseq.Add(uint32(len(out))+uint32(fin)))
+		t.sendNew(s, b, tseq, tseq.Add(uint32(len(out))+uint32(fin)), g.again)
 	}
 	for off := 0; g.data != nil; off += room {
 		piece := out[min(off, len(out)):min(off+room, len(out))]
@@ -873,7 +930,7 @@ func (t *Table) sendPending(s *sess, g *pendingSeg) bool {
 			end = end.Add(1)
 		}
 		b := reframe(t.buf(p.IPHeaderLen()+p.DataOffset()+len(piece)), &p, piece, seq, flags)
-		t.sendNew(s, b, seq, end)
+		t.sendNew(s, b, seq, end, g.again)
 		if last {
 			break
 		}
@@ -916,15 +973,16 @@ func (t *Table) sendGenerated(s *sess, data []byte, shift bool) {
 			return
 		}
 		t.memory += int64(cap(b))
-		t.sendNew(s, b, seq, seq.Add(uint32(len(piece))))
+		t.sendNew(s, b, seq, seq.Add(uint32(len(piece))), false)
 	}
 	if shift {
 		s.delta = s.delta.Add(uint32(len(data)))
 	}
 }
 
-func (t *Table) sendNew(s *sess, b []byte, seq, end capture.Seq) {
-	s.inflight = append(s.inflight, sentSeg{data: b, seq: seq, end: end})
+// sendNew sends a new segment; again marks a request sent a second time.
+func (t *Table) sendNew(s *sess, b []byte, seq, end capture.Seq, again bool) {
+	s.inflight = append(s.inflight, sentSeg{data: b, seq: seq, end: end, again: again})
 	s.sndNxt = s.sndNxt.Max(end)
 	t.transmit(s, &s.inflight[len(s.inflight)-1])
 }

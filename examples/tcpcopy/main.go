@@ -75,6 +75,7 @@ type options struct {
 	output      string
 	onlyFull    bool
 	noWait      bool
+	maxLag      time.Duration
 	lonely      bool
 	daemon      bool
 	pidFile     string
@@ -103,7 +104,7 @@ func newFlags(o *options) *cli.FlagSet {
 	f := cli.NewFlagSet("tcpcopy")
 	o.copies, o.percent, o.memoryMB, o.mtu, o.mss = 1, 100, 1024, 1500, 1460
 	o.timeout, o.port, o.conns, o.speed, o.repeat = 120*time.Second, tcpcopy.DefaultInterceptPort, 2, 1, 1
-	o.ramp, o.statsEvery, o.tail = 5*time.Minute, 30*time.Second, 120*time.Second
+	o.ramp, o.statsEvery, o.tail, o.maxLag = 5*time.Minute, 30*time.Second, 120*time.Second, 100*time.Millisecond
 	f.Func("x", "transfer", "TRANSFER", "", "what to copy where: [onlineIP:]port[@mac]-targetIP:port[@mac][,...]; required", func(s string) error {
 		if _, err := rewrite.ParseTransfer(s); err != nil {
 			return err
@@ -151,6 +152,7 @@ func newFlags(o *options) *cli.FlagSet {
 	f.String(&o.output, "o", "output", "DEV", "send at the link layer on this Ethernet interface (MACs from -x @mac or the neighbour table)")
 	f.Bool(&o.onlyFull, "O", "only-full", "copy only connections whose SYN was captured")
 	f.Bool(&o.noWait, "W", "no-wait", "send requests without waiting for the previous response")
+	f.Seconds(&o.maxLag, "", "max-lag", "MS", "send a request without waiting for the previous response once it is this many milliseconds old (0: always wait, as TCPCopy)", time.Millisecond)
 	f.Bool(&o.lonely, "L", "lonely", "keep running when intercept goes away (always the case here: tcpcopy reconnects)")
 	f.Bool(&o.daemon, "d", "daemon", "run in the background (use -l for the log)")
 	f.String(&o.pidFile, "P", "pid-file", "FILE", "write the process id to FILE")
@@ -219,6 +221,10 @@ func (o *options) config(f *cli.FlagSet, log *slog.Logger) (*tcpcopy.OnlineConfi
 	}
 	cfg.Session.OnlyFull = o.onlyFull
 	cfg.Session.NoWait = o.noWait
+	cfg.Session.MaxLag = o.maxLag
+	if o.maxLag == 0 {
+		cfg.Session.MaxLag = -1 // session.Config's zero is the default
+	}
 	cfg.Session.IdleTimeout = o.timeout
 	cfg.Session.KeepaliveTimeout = o.keepalive
 	if !f.Set("k") {
