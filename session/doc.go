@@ -12,7 +12,11 @@
 // online server's answer) starts a new request: it is held until the target
 // has acknowledged the previous request and has sent at least as many bytes
 // as the online server had, or went quiet for about one client RTT, or the
-// hold timed out. The table ACKs the target's data itself and absorbs the
+// hold timed out; or, once the request is Config.MaxLag old (the copy's
+// round trip through target and intercept is slower than the client), it
+// goes at once, pipelined within the target's window. A request the target
+// acknowledged and then closed on without answering goes again on a new
+// connection when the online server did answer it. The table ACKs the target's data itself and absorbs the
 // client's pure ACKs, which speak of the online server's bytes. Unacked data
 // is retransmitted on timeout and on three duplicate ACKs; the target's
 // window is honoured; FIN and RST are forwarded in order, and a new SYN on a
