@@ -22,11 +22,11 @@ func TestMidStreamForgedHandshake(t *testing.T) {
 	}
 	h.target(5000, 3000, synack, "")
 	out = h.out.take()
-	if len(out) != 2 {
-		t.Fatalf("want ACK and data, got %d packets", len(out))
+	if len(out) != 1 {
+		t.Fatalf("want the data (carrying the ACK), got %d packets", len(out))
 	}
-	if out[1].Seq() != 3000 || out[1].Ack() != 5001 || string(out[1].Payload()) != "GET /x" || out[1].Window() != 65535 {
-		t.Errorf("data seq %d ack %d win %d %q", out[1].Seq(), out[1].Ack(), out[1].Window(), out[1].Payload())
+	if out[0].Seq() != 3000 || out[0].Ack() != 5001 || string(out[0].Payload()) != "GET /x" || out[0].Window() != 65535 {
+		t.Errorf("data seq %d ack %d win %d %q", out[0].Seq(), out[0].Ack(), out[0].Window(), out[0].Payload())
 	}
 	if st := h.tab.Stats(); st.Forged != 1 || st.Started != 1 {
 		t.Errorf("stats %+v", st)
@@ -35,8 +35,7 @@ func TestMidStreamForgedHandshake(t *testing.T) {
 	h.client(3006, 8100, psh, "GET /y")
 	h.expect()
 	h.target(5001, 3006, psh, strings.Repeat("a", 100))
-	h.expect(capture.Segment{Seq: 3006, Ack: 5101, Flags: ack},
-		capture.Segment{Seq: 3006, Ack: 5101, Flags: psh, Payload: []byte("GET /y")})
+	h.expect(capture.Segment{Seq: 3006, Ack: 5101, Flags: psh, Payload: []byte("GET /y")})
 }
 
 func TestGapTimeoutResets(t *testing.T) {
@@ -110,8 +109,7 @@ func TestTargetResetResumesWithData(t *testing.T) {
 		t.Errorf("resumed ISN %d not beyond the old connection", isn)
 	}
 	h.target(9000, uint32(isn)+1, synack, "")
-	h.expect(capture.Segment{Seq: isn.Add(1), Ack: 9001, Flags: ack},
-		capture.Segment{Seq: isn.Add(1), Ack: 9001, Flags: psh, Payload: []byte("req2")})
+	h.expect(capture.Segment{Seq: isn.Add(1), Ack: 9001, Flags: psh, Payload: []byte("req2")})
 	// Later client bytes keep the shift.
 	h.target(9001, uint32(isn)+5, psh, "resp")
 	h.out.take()
@@ -183,8 +181,7 @@ func TestProtocolModuleShiftsSequence(t *testing.T) {
 	h.client(1001, 7001, psh, "pw=x\n") // 5 bytes become 17
 	h.expect()                          // held until the greeting
 	h.target(5001, 1001, psh, "HELLO")
-	h.expect(capture.Segment{Seq: 1001, Ack: 5006, Flags: ack},
-		capture.Segment{Seq: 1001, Ack: 5006, Flags: psh, Payload: []byte("pw=longer-secret\n")})
+	h.expect(capture.Segment{Seq: 1001, Ack: 5006, Flags: psh, Payload: []byte("pw=longer-secret\n")})
 	h.target(5006, 1018, psh, "AUTH?") // the module answers by itself: 3 more
 	h.expect(capture.Segment{Seq: 1018, Ack: 5011, Flags: psh, Payload: []byte("ok\n")},
 		capture.Segment{Seq: 1021, Ack: 5011, Flags: ack})
@@ -218,11 +215,9 @@ func TestProtocolModuleInjectsOnMidStream(t *testing.T) {
 		t.Fatalf("forged SYN %v", out)
 	}
 	h.target(5000, 2994, synack, "")
-	h.expect(capture.Segment{Seq: 2994, Ack: 5001, Flags: ack},
-		capture.Segment{Seq: 2994, Ack: 5001, Flags: psh, Payload: []byte("LOGIN\n")})
+	h.expect(capture.Segment{Seq: 2994, Ack: 5001, Flags: psh, Payload: []byte("LOGIN\n")})
 	h.target(5001, 3000, psh, "HELLO")
-	h.expect(capture.Segment{Seq: 3000, Ack: 5006, Flags: ack},
-		capture.Segment{Seq: 3000, Ack: 5006, Flags: psh, Payload: []byte("Q1")})
+	h.expect(capture.Segment{Seq: 3000, Ack: 5006, Flags: psh, Payload: []byte("Q1")})
 	if len(mod.opened) != 1 || !mod.opened[0] {
 		t.Errorf("opened %v", mod.opened)
 	}
@@ -389,8 +384,7 @@ func TestUnackedRequestResentAfterReset(t *testing.T) {
 	}
 	isn := out[0].Seq()
 	h.target(9000, uint32(isn)+1, synack, "")
-	h.expect(capture.Segment{Seq: isn.Add(1), Ack: 9001, Flags: ack},
-		capture.Segment{Seq: isn.Add(1), Ack: 9001, Flags: psh, Payload: []byte("req2")})
+	h.expect(capture.Segment{Seq: isn.Add(1), Ack: 9001, Flags: psh, Payload: []byte("req2")})
 	if st := h.tab.Stats(); st.Resumed != 1 || st.LostOnReset != 0 || st.TargetResets != 0 {
 		t.Errorf("stats %+v", st)
 	}
@@ -413,7 +407,7 @@ func TestLateResetOfOldConnectionIgnored(t *testing.T) {
 	h.target(5005, 1005, rst, "") // late, from the old connection
 	h.target(9000, uint32(syn0.Seq())+1, synack, "")
 	got := h.out.take()
-	if len(got) != 2 || string(got[1].Payload()) != "req2" {
+	if len(got) != 1 || string(got[0].Payload()) != "req2" {
 		t.Fatalf("the new connection did not carry req2: %v", got)
 	}
 	if st := h.tab.Stats(); st.TargetResets != 0 {
@@ -445,8 +439,7 @@ func TestAckedUnansweredRequestResent(t *testing.T) {
 		}
 		isn := out[len(out)-1].Seq()
 		h.target(9000, uint32(isn)+1, synack, "")
-		h.expect(capture.Segment{Seq: isn.Add(1), Ack: 9001, Flags: ack},
-			capture.Segment{Seq: isn.Add(1), Ack: 9001, Flags: psh, Payload: []byte("req2")})
+		h.expect(capture.Segment{Seq: isn.Add(1), Ack: 9001, Flags: psh, Payload: []byte("req2")})
 		if st := h.tab.Stats(); st.Resumed != 1 || st.Unanswered != 1 {
 			t.Errorf("closing %#x: stats %+v", closing, st)
 		}
@@ -503,7 +496,6 @@ func TestMaxLagPipelines(t *testing.T) {
 	// The answers come in; the FIN goes once they are complete.
 	h.target(5001, 1004, psh, strings.Repeat("x", 300))
 	h.expect(
-		capture.Segment{Seq: 1004, Ack: 5301, Flags: ack},
 		capture.Segment{Seq: 1004, Ack: 5301, Flags: fin},
 	)
 }
@@ -520,4 +512,85 @@ func TestMaxLagNegativeWaits(t *testing.T) {
 	h.expect()
 	h.wait(600 * time.Millisecond)
 	h.expect(capture.Segment{Seq: 1002, Ack: 5001, Flags: psh, Payload: []byte("b")})
+}
+
+// The target's segments of one intercept batch are acknowledged once, at
+// the end of the batch, by the next request when one goes, else by one
+// pure ACK.
+func TestOneACKPerBatch(t *testing.T) {
+	h := newHarness(t, Config{ResponseQuiet: time.Second})
+	h.handshake()
+	h.client(1001, 7001, psh, "GET /a")
+	h.client(1007, 7031, psh, "GET /b") // held: the online answer was 30 bytes
+	h.out.take()
+	type answer struct {
+		seq  uint32
+		data string
+	}
+	batch := func(as ...answer) {
+		for _, a := range as {
+			var p capture.Packet
+			if err := p.Decode(seg(t, targetAP, clientAP, a.seq, 1007, psh, a.data, nil)); err != nil {
+				t.Fatal(err)
+			}
+			p.Time = h.now
+			h.tab.HandleResponse(&p)
+		}
+		h.tab.Tick(h.now)
+	}
+	batch(answer{5001, "0123456789"}, answer{5011, "0123456789"})
+	h.expect(capture.Segment{Seq: 1007, Ack: 5021, Flags: ack})
+	batch(answer{5021, "01234"}, answer{5026, "56789"})
+	h.expect(capture.Segment{Seq: 1007, Ack: 5031, Flags: psh, Payload: []byte("GET /b")})
+}
+
+// A long request (an upload) is not kept for a resend: the session holds
+// at most maxUnanswered acknowledged segments.
+func TestLongUnansweredRequestNotKept(t *testing.T) {
+	h := newHarness(t, Config{NoWait: true})
+	h.handshake()
+	seq := uint32(1001)
+	for range 2 * maxUnanswered {
+		h.client(seq, 7001, psh, "0123456789")
+		seq += 10
+		h.target(5001, seq, ack, "")
+	}
+	s := h.tab.sessions[h.tab.all[0].client]
+	if len(s.unanswered) != 0 || !s.tooLong {
+		t.Fatalf("kept %d segments of a long request (tooLong %v)", len(s.unanswered), s.tooLong)
+	}
+	h.target(5001, seq, psh, "ok") // the answer: the next request is kept again
+	h.client(seq, 7003, psh, "GET /next")
+	h.target(5003, seq+9, ack, "")
+	if len(s.unanswered) != 1 || s.tooLong {
+		t.Fatalf("kept %d segments after an answer (tooLong %v)", len(s.unanswered), s.tooLong)
+	}
+}
+
+// Under pipelining a target that closes after some answers (a keep-alive
+// request limit) leaves the requests it has not begun to answer: those go
+// again on a new connection, the answered ones do not.
+func TestPipelinedRequestsAfterTargetCloseResent(t *testing.T) {
+	h := newHarness(t, Config{NoWait: true})
+	h.handshake()
+	h.client(1001, 7001, psh, "a")
+	h.client(1002, 7011, psh, "b") // each online answer is 10 bytes
+	h.client(1003, 7021, psh, "c")
+	h.out.take()
+	h.target(5001, 1004, ack, "")                           // all three read
+	h.target(5001, 1004, psh|capture.FlagFIN, "0123456789") // a answered, then closed
+	h.client(1004, 7031, ack, "")                           // the client saw all three answers online
+	out := h.out.take()
+	if len(out) == 0 || out[len(out)-1].Flags() != syn {
+		t.Fatalf("want a new SYN, got %v", out)
+	}
+	isn := out[len(out)-1].Seq()
+	h.target(9000, uint32(isn)+1, synack, "")
+	h.expect(
+		capture.Segment{Seq: isn.Add(1), Ack: 9001, Flags: psh, Payload: []byte("b")},
+		capture.Segment{Seq: isn.Add(2), Ack: 9001, Flags: psh, Payload: []byte("c")},
+	)
+	if st := h.tab.Stats(); st.Unanswered != 2 || st.Resumed != 1 {
+		t.Errorf("stats %+v", st)
+	}
 }

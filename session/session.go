@@ -8,6 +8,10 @@ import (
 
 type state uint8
 
+// maxUnanswered is how many acknowledged request segments a session keeps
+// while it waits for their answers (see sess.unanswered).
+const maxUnanswered = 32
+
 const (
 	stateInvalid state = iota
 	stateSynSent
@@ -50,7 +54,8 @@ type sentSeg struct {
 	seq, end capture.Seq
 	sentAt   time.Time
 	fin      bool
-	again    bool // see pendingSeg.again
+	again    bool   // see pendingSeg.again
+	before   uint32 // online answer bytes the client had seen when it sent these
 }
 
 // isData reports whether g carries client bytes.
@@ -89,11 +94,15 @@ type sess struct {
 	cliNxt   capture.Seq  // next client byte to send (client space)
 	delta    capture.Seq  // target space minus client space
 	inflight []sentSeg    // sent, not acknowledged (target space)
-	// Request segments the target acknowledged before sending any answer
-	// to them: kept until an answer comes, to go again on a new
-	// connection if the target closes instead (it ACKed, then closed
-	// without reading them).
+	// Request segments the target acknowledged but has not begun to
+	// answer (it has sent no more than the online server had when the
+	// client sent them): kept to go again on a new connection if the
+	// target closes instead (it ACKed or read them, then closed: after
+	// its last answer, or its keep-alive request limit under pipelining).
+	// At most maxUnanswered are kept; past that, tooLong stops keeping
+	// until they are answered.
 	unanswered []sentSeg
+	tooLong    bool
 	sndUna     capture.Seq
 	sndNxt     capture.Seq
 	finSent    bool
@@ -122,6 +131,7 @@ type sess struct {
 	lastResp       time.Time
 	dupAcks        int
 	finRcvd        bool
+	ackDue         bool // target data came that no segment sent has acknowledged
 	closedAt       time.Time
 	closedByTarget bool // the target reset it; later client data resumes it
 	skipped        bool // the protocol module gave up on it: a tombstone
@@ -157,11 +167,18 @@ func (s *sess) established(p *capture.Packet, synSeq capture.Seq) {
 	s.lastResp = s.t.now
 	s.respAtReq = 0
 	s.dupAcks = 0
-	s.finSent, s.finRcvd = false, false
+	s.finSent, s.finRcvd, s.ackDue, s.tooLong = false, false, false, false
 }
 
-// respBytes is how many bytes the target has sent on this connection.
-func (s *sess) respBytes() uint32 { return uint32(s.rcvNxt - s.targetISN.Add(1)) }
+// respBytes is how many bytes the target has sent on this connection (its
+// FIN not counted).
+func (s *sess) respBytes() uint32 {
+	n := uint32(s.rcvNxt - s.targetISN.Add(1))
+	if s.finRcvd && n > 0 {
+		n--
+	}
+	return n
+}
 
 // tsval returns the TSval to send for a packet captured with val: never
 // below one already sent, since a held request goes out after ACKs made
@@ -182,11 +199,15 @@ func (s *sess) onAck(p *capture.Packet) {
 		s.sndUna = a
 		s.dupAcks = 0
 		s.rto = s.t.cfg.RTO
-		answered := p.PayloadLen() > 0 || s.respBytes() != s.respAtReq
+		resp := s.respBytes() + uint32(p.PayloadLen()) // with what this packet brings
 		i := 0
 		for i < len(s.inflight) && s.inflight[i].end.LessThanEq(a) {
-			if g := &s.inflight[i]; !answered && s.conn == nil && !g.again && g.isData() {
+			if g := &s.inflight[i]; resp <= g.before && s.conn == nil && !g.again && g.isData() && !s.tooLong {
 				s.unanswered = append(s.unanswered, *g)
+				if len(s.unanswered) > maxUnanswered {
+					s.t.releaseUnanswered(s) // an upload, say: not worth keeping
+					s.tooLong = true
+				}
 			} else {
 				s.t.release(g.data)
 			}

@@ -335,12 +335,13 @@ func (t *Table) HandleResponse(p *capture.Packet) {
 		switch {
 		case s.st == stateSynSent && flags&capture.FlagACK != 0 && p.Ack() == synSeq.Add(1):
 			s.established(p, synSeq)
-			t.makeACK(s)
+			s.ackDue = true // the first data segment, if one goes now, carries it
 			if len(s.inject) > 0 {
 				t.sendGenerated(s, s.inject, false)
 				s.inject = s.inject[:0]
 			}
 			t.pump(s)
+			t.sendDueACK(s)
 		case s.st == stateEstablished:
 			t.makeACK(s) // a retransmitted SYN-ACK: our ACK was lost
 		}
@@ -356,6 +357,9 @@ func (t *Table) HandleResponse(p *capture.Packet) {
 		s.onAck(p)
 	}
 	if p.SeqLen() > 0 {
+		if flags&capture.FlagFIN != 0 {
+			s.finRcvd = true // before respBytes is used: it does not count the FIN
+		}
 		if end := p.EndSeq(); s.rcvNxt.LessThan(end) {
 			// Jumping over a hole is fine: the copier never needs the
 			// target's bytes, only where they end.
@@ -363,7 +367,7 @@ func (t *Table) HandleResponse(p *capture.Packet) {
 			s.rcvNxt = end
 			s.lastResp, s.lastData = t.now, t.now
 			if p.PayloadLen() > 0 {
-				t.releaseUnanswered(s)
+				t.answered(s)
 			}
 			if s.conn != nil && p.PayloadLen() > 0 && inOrder {
 				t.scratch = s.conn.Response(t.scratch[:0], p.Payload(), p.PayloadLen())
@@ -372,15 +376,15 @@ func (t *Table) HandleResponse(p *capture.Packet) {
 				}
 			}
 		}
-		if flags&capture.FlagFIN != 0 {
-			s.finRcvd = true
-		}
-		t.makeACK(s)
+		// Acknowledged at the end of the batch, once for all the
+		// answer's segments in it, or by the next request.
+		s.ackDue = true
 		if t.redoUnanswered(s) {
 			return
 		}
 	}
 	if s.finSent && s.sndUna == s.sndNxt && s.finRcvd {
+		t.sendDueACK(s)
 		t.c.finished.Add(1)
 		t.close(s)
 		return
@@ -427,7 +431,7 @@ func (t *Table) onReset(s *sess, p *capture.Packet) {
 	// Client data sent but not acknowledged (a request that met a
 	// connection the target was closing) goes again on a new connection,
 	// as does data still waiting.
-	if s.conn == nil && (s.inflightData() || len(s.unanswered) > 0 && s.onlineAnswered()) {
+	if s.conn == nil && (s.inflightData() || s.onlineAnswered()) {
 		t.resume(s, s.lastReqAck)
 		return
 	}
@@ -454,15 +458,18 @@ func (s *sess) inflightData() bool {
 }
 
 // onlineAnswered reports whether the client has seen online bytes sent
-// after the last request it made: the online server answered it.
-func (s *sess) onlineAnswered() bool { return s.lastReqAck.LessThan(s.cliAck) }
+// after the first request the target acknowledged without answering: the
+// online server answered it.
+func (s *sess) onlineAnswered() bool {
+	return len(s.unanswered) > 0 && s.unanswered[0].before < uint32(s.cliAck-s.onlineBase)
+}
 
 // redoUnanswered resumes a session whose target closed (FIN or RST) on
 // requests it acknowledged but never answered, once the client shows the
 // online server did answer them: the requests go again on a new
 // connection. (Servers close with unread data after their last answer.)
 func (t *Table) redoUnanswered(s *sess) bool {
-	if len(s.unanswered) == 0 || !s.onlineAnswered() {
+	if !s.onlineAnswered() {
 		return false
 	}
 	switch {
@@ -483,6 +490,20 @@ func (t *Table) releaseUnanswered(s *sess) {
 		t.release(s.unanswered[i].data)
 	}
 	s.unanswered = s.unanswered[:0]
+}
+
+// answered forgets what was kept for the requests the target has begun to
+// answer.
+func (t *Table) answered(s *sess) {
+	got, i := s.respBytes(), 0
+	for i < len(s.unanswered) && s.unanswered[i].before < got {
+		t.release(s.unanswered[i].data)
+		i++
+	}
+	s.unanswered = s.unanswered[:copy(s.unanswered, s.unanswered[i:])]
+	if len(s.unanswered) == 0 {
+		s.tooLong = false
+	}
 }
 
 // requeueInflight puts the client segments the target never acknowledged
@@ -548,6 +569,7 @@ func (t *Table) Tick(now time.Time) {
 		s.pumpQueued = false
 		if !s.freed {
 			t.pump(s)
+			t.sendDueACK(s)
 			t.markHot(s)
 		}
 		t.toPump[i] = nil
@@ -915,7 +937,7 @@ func (t *Table) sendPending(s *sess, g *pendingSeg) bool {
 		binary.BigEndian.PutUint32(g.data[p.IPHeaderLen()+4:], uint32(tseq))
 		b := g.data
 		g.data = nil
-		t.sendNew(s, b, tseq, tseq.Add(uint32(len(out))+uint32(fin)), g.again)
+		t.sendNew(s, b, tseq, tseq.Add(uint32(len(out))+uint32(fin)), g)
 	}
 	for off := 0; g.data != nil; off += room {
 		piece := out[min(off, len(out)):min(off+room, len(out))]
@@ -930,7 +952,7 @@ func (t *Table) sendPending(s *sess, g *pendingSeg) bool {
 			end = end.Add(1)
 		}
 		b := reframe(t.buf(p.IPHeaderLen()+p.DataOffset()+len(piece)), &p, piece, seq, flags)
-		t.sendNew(s, b, seq, end, g.again)
+		t.sendNew(s, b, seq, end, g)
 		if last {
 			break
 		}
@@ -973,16 +995,20 @@ func (t *Table) sendGenerated(s *sess, data []byte, shift bool) {
 			return
 		}
 		t.memory += int64(cap(b))
-		t.sendNew(s, b, seq, seq.Add(uint32(len(piece))), false)
+		t.sendNew(s, b, seq, seq.Add(uint32(len(piece))), nil)
 	}
 	if shift {
 		s.delta = s.delta.Add(uint32(len(data)))
 	}
 }
 
-// sendNew sends a new segment; again marks a request sent a second time.
-func (t *Table) sendNew(s *sess, b []byte, seq, end capture.Seq, again bool) {
-	s.inflight = append(s.inflight, sentSeg{data: b, seq: seq, end: end, again: again})
+// sendNew sends a new segment: of the captured g, or generated (g nil).
+func (t *Table) sendNew(s *sess, b []byte, seq, end capture.Seq, g *pendingSeg) {
+	sg := sentSeg{data: b, seq: seq, end: end}
+	if g != nil {
+		sg.again, sg.before = g.again, uint32(g.ack-s.onlineBase)
+	}
+	s.inflight = append(s.inflight, sg)
 	s.sndNxt = s.sndNxt.Max(end)
 	t.transmit(s, &s.inflight[len(s.inflight)-1])
 }
@@ -1005,6 +1031,7 @@ func (t *Table) transmit(s *sess, g *sentSeg) {
 	g.fin = p.Flags()&capture.FlagFIN != 0
 	if p.Flags()&capture.FlagACK != 0 {
 		p.SetAck(s.rcvNxt)
+		s.ackDue = false
 	}
 	if s.forged {
 		p.SetWindow(65535) // the client's scale was never negotiated
@@ -1085,6 +1112,14 @@ func (t *Table) tsOption(s *sess) []byte {
 // makeACK queues a pure ACK of everything the target sent so far.
 func (t *Table) makeACK(s *sess) { t.makeSegment(s, capture.FlagACK) }
 
+// sendDueACK sends a pure ACK for target data no segment has acknowledged
+// since it came.
+func (t *Table) sendDueACK(s *sess) {
+	if s.ackDue && s.st == stateEstablished {
+		t.makeACK(s)
+	}
+}
+
 // makeRST queues a reset of the connection toward the target.
 func (t *Table) makeRST(s *sess) { t.makeSegment(s, capture.FlagRST|capture.FlagACK) }
 
@@ -1099,6 +1134,7 @@ func (t *Table) makeSegment(s *sess, flags uint8) {
 	if s.st == stateSynSent {
 		seg.Seq, seg.Ack, seg.Flags = s.synSeq().Add(1), 0, capture.FlagRST
 	}
+	s.ackDue = false
 	n := len(t.arena)
 	var err error
 	if t.arena, err = capture.AppendSegment(t.arena, &seg); err != nil {
