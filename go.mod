@@ -3,7 +3,6 @@ module github.com/shadowcopy/tcpcopy
 go 1.26.8
 
 require (
-	github.com/florianl/go-nfqueue/v2 v2.0.2
 	github.com/go-sql-driver/mysql v1.10.1
 	github.com/mdlayher/netlink v1.7.2
 	github.com/mdlayher/packet v1.2.0

@@ -28,9 +28,11 @@ type NFQueueConfig struct {
 	// reported (administrators' own connections to the target, health
 	// checks). Zero: none.
 	PassList []netip.Prefix
-	// Batch is the most packets handed to report in one call, and so in
-	// one batch DROP verdict; what is already read is batched, nothing
-	// waits for a batch to fill. Zero: 64.
+	// Batch is the most packets read with one recvmmsg and handed to
+	// report in one call, and so in one batch DROP verdict; what is
+	// already queued is batched, nothing waits for a batch to fill. Run
+	// holds a 68 KiB receive buffer per packet of a batch (room for the
+	// largest packet the kernel copies). Zero: 64.
 	Batch int
 	// ReadBuffer is the netlink socket's receive buffer in bytes (capped by
 	// net.core.rmem_max). Zero: 8 MiB.
@@ -44,18 +46,26 @@ type NFQueueConfig struct {
 }
 
 // NFQueueStats counts what an NFQueue saw. Every packet received is
-// Reported, Passed or Undecodable, except those in flight when Run stops
-// (the kernel drops them when the queue is unbound).
+// Reported, Passed or Undecodable; those still queued when Run stops are
+// not received (the kernel drops them when the queue is unbound).
 type NFQueueStats struct {
-	Received    uint64 // packets read from the queue
-	Reported    uint64 // decoded, given DROP and handed to report
-	Passed      uint64 // destination on the PassList: ACCEPT
-	Undecodable uint64 // not a TCP datagram Decode accepts: ACCEPT
+	Received uint64 // packets read from the queue
+	Reported uint64 // decoded, given DROP and handed to report
+	Passed   uint64 // destination on the PassList: ACCEPT
+	// Undecodable counts packets that do not decode as a TCP datagram (of
+	// one the kernel cut at its copy range of 65531 bytes only the headers
+	// must be whole) or whose message's attributes are malformed: ACCEPT.
+	Undecodable uint64
 	// VerdictBatches counts the batch DROP verdicts sent; Reported divided
 	// by it is the mean batch.
 	VerdictBatches uint64
-	VerdictErrors  uint64 // verdicts the kernel did not take
-	ReceiveErrors  uint64 // socket overruns (ENOBUFS): the kernel dropped messages to us
+	// VerdictErrors counts verdicts the kernel did not take: refused (an
+	// NLMSG_ERROR answers them) or not sent.
+	VerdictErrors uint64
+	// ReceiveErrors counts socket overruns (ENOBUFS: the kernel dropped
+	// messages to us) and messages too malformed to carry a packet id; the
+	// packets concerned get the next batch DROP.
+	ReceiveErrors uint64
 }
 
 func (c *NFQueueConfig) withDefaults() (NFQueueConfig, *slog.Logger, error) {

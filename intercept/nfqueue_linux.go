@@ -5,12 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"runtime"
 	"sync"
-	"sync/atomic"
+	"syscall"
 	"time"
+	"unsafe"
 
-	nfqueue "github.com/florianl/go-nfqueue/v2"
-	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/shadowcopy/tcpcopy/capture"
@@ -24,13 +25,20 @@ import (
 // IPv4 and IPv6 share the queue (the kernel ignores the bind family since
 // Linux 3.8).
 //
-// Verdicts are batched: ACCEPTs go out one by one as packets arrive, and
-// the DROPs of each batch handed to report go out as one
-// NFQNL_MSG_VERDICT_BATCH for the batch's highest packet id, which the
-// kernel applies to every packet still queued with an id up to it
-// (nfqnl_recv_verdict_batch). Packet ids rise in queue order and every
-// earlier ACCEPT was sent before, so the batch covers exactly the packets
-// to drop, plus any whose netlink message was lost to a socket overrun
+// NFQueue speaks the queue's netlink protocol (nfnetlink_queue) itself on
+// one socket read by one goroutine: each recvmmsg takes up to Batch
+// queued packets, which are decoded where they landed in the receive
+// buffers and reported from there, so the steady state makes no copy and no
+// allocation per packet.
+//
+// Verdicts are batched: what one read returned gets its verdicts in one
+// sendmsg, first an ACCEPT (NFQNL_MSG_VERDICT) for each packet not
+// reported, then one NFQNL_MSG_VERDICT_BATCH DROP for the highest id
+// reported, which the kernel applies to every packet still queued with an
+// id up to it (nfqnl_recv_verdict_batch). Packet ids rise in queue order,
+// the kernel handles the messages of a sendmsg in order, and every earlier
+// ACCEPT was sent before, so the batch covers exactly the packets to drop,
+// plus any whose netlink message was lost to a socket overrun
 // (ReceiveErrors), which are dropped instead of left to fill the queue.
 //
 // The netlink socket lives in the network namespace of the thread that calls
@@ -39,12 +47,11 @@ import (
 type NFQueue struct {
 	cfg NFQueueConfig
 	log *slog.Logger
-	c   struct {
-		received, reported, passed, undecodable, verdictBatches, verdictErrors, receiveErrors atomic.Uint64
-	}
+	now func() time.Time
+	c   nfqCounters
 
 	mu      sync.Mutex
-	nf      *nfqueue.Nfqueue
+	sock    *nfqSocket
 	running bool
 	closed  bool
 	cancel  context.CancelFunc
@@ -53,12 +60,10 @@ type NFQueue struct {
 
 var _ Interceptor = (*NFQueue)(nil)
 
-// nfSlot carries one packet from the netlink reader to Run.
-type nfSlot struct {
-	id  uint32 // the kernel's packet id
-	buf []byte
-	pkt capture.Packet
-}
+// nfqSlot is the receive buffer of one datagram: the largest message the
+// kernel sends, a packet of NFQNL_MAX_COPY_RANGE (65531) bytes behind its
+// metadata attributes (a few hundred bytes), fits with room to spare.
+const nfqSlot = 64<<10 + 4<<10
 
 // NewNFQueue returns an NFQueue for cfg (nil: defaults). It opens nothing.
 func NewNFQueue(cfg *NFQueueConfig) (*NFQueue, error) {
@@ -66,21 +71,11 @@ func NewNFQueue(cfg *NFQueueConfig) (*NFQueue, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &NFQueue{cfg: c, log: log}, nil
+	return &NFQueue{cfg: c, log: log, now: time.Now}, nil
 }
 
 // Stats returns a snapshot of the counters.
-func (q *NFQueue) Stats() NFQueueStats {
-	return NFQueueStats{
-		Received:       q.c.received.Load(),
-		Reported:       q.c.reported.Load(),
-		Passed:         q.c.passed.Load(),
-		Undecodable:    q.c.undecodable.Load(),
-		VerdictBatches: q.c.verdictBatches.Load(),
-		VerdictErrors:  q.c.verdictErrors.Load(),
-		ReceiveErrors:  q.c.receiveErrors.Load(),
-	}
-}
+func (q *NFQueue) Stats() NFQueueStats { return q.c.stats() }
 
 // Open creates the netlink socket, in the calling thread's network
 // namespace unless NFQueueConfig.NetNS is set. Binding the queue waits for
@@ -98,30 +93,14 @@ func (q *NFQueue) Open() error {
 }
 
 func (q *NFQueue) openLocked() error {
-	if q.nf != nil {
+	if q.sock != nil {
 		return nil
 	}
-	var flags uint32
-	if q.cfg.FailOpen {
-		flags |= nfqueue.NfQaCfgFlagFailOpen
-	}
-	nf, err := nfqueue.Open(&nfqueue.Config{
-		NetNS:        q.cfg.NetNS,
-		NfQueue:      q.cfg.Queue,
-		MaxQueueLen:  q.cfg.MaxQueueLen,
-		MaxPacketLen: 0xffff,
-		Copymode:     nfqueue.NfQnlCopyPacket,
-		Flags:        flags,
-		AfFamily:     unix.AF_INET,
-		Logger:       nfLogger{q.log},
-	})
+	s, err := openNFQSocket(&q.cfg, q.log)
 	if err != nil {
-		return fmt.Errorf("intercept: open NFQUEUE %d: %w", q.cfg.Queue, err)
+		return err
 	}
-	if err := nf.Con.SetReadBuffer(q.cfg.ReadBuffer); err != nil {
-		q.log.Warn("intercept: set NFQUEUE socket receive buffer", "queue", q.cfg.Queue, "bytes", q.cfg.ReadBuffer, "err", err)
-	}
-	q.nf = nf
+	q.sock = s
 	return nil
 }
 
@@ -138,21 +117,21 @@ func (q *NFQueue) Close() error {
 		cancel, done := q.cancel, q.done
 		q.mu.Unlock()
 		cancel()
-		<-done
+		<-done // Run closes the socket once its reader has stopped
 		return nil
 	}
-	nf := q.nf
-	q.nf = nil
+	s := q.sock
+	q.sock = nil
 	q.mu.Unlock()
-	if nf != nil {
-		return nf.Close()
+	if s != nil {
+		return s.close()
 	}
 	return nil
 }
 
 // Run binds the queue and reports responses until ctx ends or Close is
-// called (then it closes the socket and returns nil) or the socket fails.
-// See Interceptor.
+// called (then it closes the socket, which unbinds the queue, and returns
+// nil) or the socket fails. See Interceptor.
 func (q *NFQueue) Run(ctx context.Context, report func(pkts []capture.Packet)) error {
 	q.mu.Lock()
 	if q.closed {
@@ -167,193 +146,244 @@ func (q *NFQueue) Run(ctx context.Context, report func(pkts []capture.Packet)) e
 		q.mu.Unlock()
 		return err
 	}
-	nf := q.nf
+	s := q.sock
 	ctx, cancel := context.WithCancel(ctx)
 	q.running, q.cancel, q.done = true, cancel, make(chan struct{})
 	q.mu.Unlock()
 
-	nslots := 4 * q.cfg.Batch
-	slots := make([]nfSlot, nslots)
-	free := make(chan *nfSlot, nslots)
-	ready := make(chan *nfSlot, nslots)
-	for i := range slots {
-		free <- &slots[i]
-	}
-
-	fatal := make(chan error, 1)
-	errfn := func(err error) int {
-		if ctx.Err() != nil {
-			return 1
-		}
-		if errors.Is(err, unix.ENOBUFS) {
-			// The socket buffer overflowed; those packets are lost to us
-			// (the kernel dropped them) but the queue still works.
-			if n := q.c.receiveErrors.Add(1); isPow2(n) {
-				q.log.Warn("intercept: NFQUEUE socket overrun", "queue", q.cfg.Queue, "count", n)
-			}
-			return 0
-		}
-		var oe *netlink.OpError
-		if errors.As(err, &oe) && oe.Timeout() {
-			return 0
-		}
-		select {
-		case fatal <- err:
-		default:
-		}
-		cancel()
-		return 1
-	}
-	hook := func(a nfqueue.Attribute) int {
-		if a.PacketID == nil {
-			return 0
-		}
-		id := *a.PacketID
-		q.c.received.Add(1)
-		var payload []byte
-		if a.Payload != nil {
-			payload = *a.Payload
-		}
-		var p capture.Packet
-		if err := p.Decode(payload); err != nil {
-			q.c.undecodable.Add(1)
-			q.verdict(nf, id, nfqueue.NfAccept)
-			return 0
-		}
-		if passes(q.cfg.PassList, p.Dst()) {
-			q.c.passed.Add(1)
-			q.verdict(nf, id, nfqueue.NfAccept)
-			return 0
-		}
-		var s *nfSlot
-		select {
-		case s = <-free:
-		case <-ctx.Done():
-			return 1 // no verdict: unbinding the queue drops the packet
-		}
-		s.id = id
-		s.buf = append(s.buf[:0], payload...)
-		s.pkt.Decode(s.buf) // decoded above already
-		if a.Timestamp != nil {
-			s.pkt.Time = *a.Timestamp
-		} else {
-			s.pkt.Time = time.Now() // locally sent packets carry no timestamp
-		}
-		ready <- s
-		return 0
-	}
-
-	var err error
-	if err = nf.RegisterWithErrorFunc(ctx, hook, errfn); err != nil {
-		err = fmt.Errorf("intercept: bind NFQUEUE %d: %w", q.cfg.Queue, err)
-	} else {
-		q.consume(ctx, nf, ready, free, report)
-	}
+	// A read deadline in the past wakes the reader parked in the poller;
+	// while packets keep coming it costs nothing.
+	stop := context.AfterFunc(ctx, s.wake)
+	err := q.read(ctx, s, report)
+	stop()
 	cancel()
-	nf.Close() // waits for go-nfqueue's reader, so no more slots come in
-	// Report what was read before the end; unbinding the queue made the
-	// kernel drop those packets.
-	q.drain(ready, free, report)
+	// Closing the socket unbinds the queue; the kernel drops what it still
+	// holds for us (nfqnl_rcv_nl_event). Every packet read was reported.
+	s.close()
 
 	q.mu.Lock()
-	q.nf, q.running = nil, false
+	q.sock, q.running = nil, false
 	close(q.done)
 	q.mu.Unlock()
+	return err
+}
+
+// read is Run's loop, on the one goroutine that reads the socket.
+func (q *NFQueue) read(ctx context.Context, s *nfqSocket, report func([]capture.Packet)) error {
+	r := newNFQReader(&q.cfg, &q.c, q.log, q.now, s.send, report)
+	if err := s.send(r.configMessage(q.cfg.MaxQueueLen, q.cfg.FailOpen)); err != nil {
+		return errNFQueueConfig(q.cfg.Queue, err)
+	}
+	m := newNFQMmsg(s, q.cfg.Batch)
+	for {
+		n, err := m.recv()
+		for i := range n {
+			h := &m.hdrs[i]
+			r.datagram(m.buf[i*nfqSlot:i*nfqSlot+int(h.Len)], h.Hdr.Flags&unix.MSG_TRUNC != 0)
+		}
+		if errors.Is(err, unix.ENOBUFS) {
+			// The socket buffer overflowed: the kernel dropped messages to
+			// us (those packets get the next batch DROP), but the queue
+			// still works.
+			r.rxErrors++
+			err = nil
+		}
+		r.flush()
+		switch {
+		case r.cfgErr != nil:
+			return errNFQueueConfig(q.cfg.Queue, r.cfgErr)
+		case ctx.Err() != nil:
+			return nil
+		case err != nil:
+			return fmt.Errorf("intercept: receive from NFQUEUE %d: %w", q.cfg.Queue, err)
+		}
+	}
+}
+
+// nfqSocket is an NFQUEUE netlink socket. Its descriptor is non-blocking
+// and held by an os.File, so a blocked read parks in the runtime's poller
+// and a read deadline wakes it.
+type nfqSocket struct {
+	f  *os.File
+	rc syscall.RawConn
+
+	// send's state; only the reader sends.
+	out    []byte
+	errno  unix.Errno
+	sendFn func(fd uintptr) bool
+}
+
+// openNFQSocket opens the socket in the calling thread's network namespace
+// or cfg.NetNS.
+func openNFQSocket(cfg *NFQueueConfig, log *slog.Logger) (*nfqSocket, error) {
+	var fd int
+	var err error
+	if cfg.NetNS != 0 {
+		fd, err = socketInNetNS(cfg.NetNS)
+	} else {
+		fd, err = unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.NETLINK_NETFILTER)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("intercept: open NFQUEUE %d: %w", cfg.Queue, err)
+	}
+	// Port id zero: the kernel picks one (netlink_autobind).
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("intercept: open NFQUEUE %d: bind netlink socket: %w", cfg.Queue, err)
+	}
+	// NETLINK_NO_ENOBUFS stays off: an overrun is reported to the next
+	// read as ENOBUFS and counted.
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, cfg.ReadBuffer); err != nil {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, cfg.ReadBuffer); err != nil {
+			log.Warn("intercept: set NFQUEUE socket receive buffer", "queue", cfg.Queue, "bytes", cfg.ReadBuffer, "err", err)
+		}
+	}
+	s := &nfqSocket{f: os.NewFile(uintptr(fd), fmt.Sprintf("nfqueue-%d", cfg.Queue))}
+	if s.rc, err = s.f.SyscallConn(); err != nil {
+		s.f.Close()
+		return nil, fmt.Errorf("intercept: open NFQUEUE %d: %w", cfg.Queue, err)
+	}
+	s.sendFn = s.sendOnce
+	return s, nil
+}
+
+// socketInNetNS opens the netlink socket in the network namespace netns
+// refers to, on a thread of its own that it switches there and back.
+func socketInNetNS(netns int) (int, error) {
+	type result struct {
+		fd  int
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		restored := false
+		defer func() {
+			// A thread that could not be switched back stays locked, so the
+			// runtime ends it with this goroutine.
+			if restored {
+				runtime.UnlockOSThread()
+			}
+		}()
+		orig, err := unix.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			restored = true
+			ch <- result{-1, fmt.Errorf("open the current network namespace: %w", err)}
+			return
+		}
+		defer unix.Close(orig)
+		if err := unix.Setns(netns, unix.CLONE_NEWNET); err != nil {
+			restored = true
+			ch <- result{-1, fmt.Errorf("enter network namespace fd %d: %w", netns, err)}
+			return
+		}
+		fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.NETLINK_NETFILTER)
+		if e := unix.Setns(orig, unix.CLONE_NEWNET); e != nil {
+			if err == nil {
+				unix.Close(fd)
+			}
+			ch <- result{-1, fmt.Errorf("leave network namespace fd %d: %w", netns, e)}
+			return
+		}
+		restored = true
+		ch <- result{fd, err}
+	}()
+	r := <-ch
+	return r.fd, r.err
+}
+
+// send writes netlink messages to the kernel in one datagram.
+func (s *nfqSocket) send(b []byte) error {
+	s.out, s.errno = b, 0
+	err := s.rc.Write(s.sendFn)
+	s.out = nil
 	if err != nil {
 		return err
 	}
-	select {
-	case e := <-fatal:
-		return fmt.Errorf("intercept: receive from NFQUEUE %d: %w", q.cfg.Queue, e)
-	default:
-		return nil
+	if s.errno != 0 {
+		return s.errno
+	}
+	return nil
+}
+
+// sendOnce is the RawConn callback of send: false asks the poller to wait.
+func (s *nfqSocket) sendOnce(fd uintptr) bool {
+	for {
+		_, _, e := unix.Syscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&s.out[0])), uintptr(len(s.out)), 0, 0, 0)
+		switch e {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		}
+		s.errno = e
+		return true
 	}
 }
 
-// consume hands ready packets to report in batches of what is available.
-func (q *NFQueue) consume(ctx context.Context, nf *nfqueue.Nfqueue, ready <-chan *nfSlot, free chan<- *nfSlot, report func([]capture.Packet)) {
-	taken := make([]*nfSlot, 0, q.cfg.Batch)
-	pkts := make([]capture.Packet, 0, q.cfg.Batch)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case s := <-ready:
-			taken = append(taken, s)
-		}
-	more:
-		for len(taken) < q.cfg.Batch {
-			select {
-			case s := <-ready:
-				taken = append(taken, s)
-			default:
-				break more
-			}
-		}
-		// One DROP for the batch before reporting it: the packets are
-		// copied, and the kernel holds them (and counts them against
-		// MaxQueueLen) until it has a verdict.
-		q.verdictBatch(nf, taken[len(taken)-1].id)
-		taken, pkts = q.deliver(taken, pkts, free, report)
-	}
+// wake makes a blocked or later read return os.ErrDeadlineExceeded.
+func (s *nfqSocket) wake() { s.f.SetReadDeadline(time.Unix(1, 0)) }
+
+func (s *nfqSocket) close() error { return s.f.Close() }
+
+// nfqMmsg reads up to len(hdrs) datagrams with one recvmmsg, each into its
+// nfqSlot of buf.
+type nfqMmsg struct {
+	s     *nfqSocket
+	buf   []byte
+	iovs  []unix.Iovec
+	hdrs  []unix.Mmsghdr
+	got   int
+	errno unix.Errno
+	fn    func(fd uintptr) bool
 }
 
-func (q *NFQueue) drain(ready <-chan *nfSlot, free chan<- *nfSlot, report func([]capture.Packet)) {
-	var taken []*nfSlot
-	var pkts []capture.Packet
+func newNFQMmsg(s *nfqSocket, batch int) *nfqMmsg {
+	m := &nfqMmsg{
+		s:    s,
+		buf:  make([]byte, batch*nfqSlot),
+		iovs: make([]unix.Iovec, batch),
+		hdrs: make([]unix.Mmsghdr, batch),
+	}
+	for i := range m.hdrs {
+		m.iovs[i].Base = &m.buf[i*nfqSlot]
+		m.iovs[i].SetLen(nfqSlot)
+		m.hdrs[i].Hdr.Iov = &m.iovs[i]
+		m.hdrs[i].Hdr.SetIovlen(1)
+	}
+	m.fn = m.recvOnce
+	return m
+}
+
+// recv returns the number of datagrams read and the error that stopped it:
+// the deadline wake sets, a closed socket, or recvmmsg's errno (ENOBUFS
+// after an overrun). It parks in the poller only when nothing is queued.
+func (m *nfqMmsg) recv() (int, error) {
+	m.got, m.errno = 0, 0
+	if err := m.s.rc.Read(m.fn); err != nil {
+		return 0, err
+	}
+	if m.errno != 0 {
+		return 0, m.errno
+	}
+	return m.got, nil
+}
+
+// recvOnce is the RawConn callback of recv: false asks the poller to wait.
+func (m *nfqMmsg) recvOnce(fd uintptr) bool {
 	for {
-		select {
-		case s := <-ready:
-			taken = append(taken, s)
+		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&m.hdrs[0])), uintptr(len(m.hdrs)), 0, 0, 0)
+		switch e {
+		case 0:
+			m.got = int(n)
+			return true
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
 		default:
-			if len(taken) > 0 {
-				q.deliver(taken, pkts, free, report)
-			}
-			return
+			m.errno = e
+			return true
 		}
-	}
-}
-
-func (q *NFQueue) deliver(taken []*nfSlot, pkts []capture.Packet, free chan<- *nfSlot, report func([]capture.Packet)) ([]*nfSlot, []capture.Packet) {
-	for _, s := range taken {
-		pkts = append(pkts, s.pkt)
-	}
-	report(pkts)
-	q.c.reported.Add(uint64(len(pkts)))
-	for i, s := range taken {
-		free <- s
-		taken[i] = nil
-	}
-	clear(pkts)
-	return taken[:0], pkts[:0]
-}
-
-func (q *NFQueue) verdictBatch(nf *nfqueue.Nfqueue, id uint32) {
-	q.c.verdictBatches.Add(1)
-	if err := nf.SetVerdictBatch(id, nfqueue.NfDrop); err != nil {
-		if n := q.c.verdictErrors.Add(1); isPow2(n) {
-			q.log.Warn("intercept: NFQUEUE batch verdict", "queue", q.cfg.Queue, "err", err, "count", n)
-		}
-	}
-}
-
-func (q *NFQueue) verdict(nf *nfqueue.Nfqueue, id uint32, v int) {
-	if err := nf.SetVerdict(id, v); err != nil {
-		if n := q.c.verdictErrors.Add(1); isPow2(n) {
-			q.log.Warn("intercept: NFQUEUE verdict", "queue", q.cfg.Queue, "err", err, "count", n)
-		}
-	}
-}
-
-// nfLogger sends go-nfqueue's messages to slog at debug level: they include
-// routine ones ("Stop receiving nfqueue messages" at every shutdown).
-type nfLogger struct{ l *slog.Logger }
-
-func (n nfLogger) Debugf(format string, args ...any) { n.logf(format, args...) }
-func (n nfLogger) Errorf(format string, args ...any) { n.logf(format, args...) }
-
-func (n nfLogger) logf(format string, args ...any) {
-	if n.l.Enabled(context.Background(), slog.LevelDebug) {
-		n.l.Debug("intercept: go-nfqueue: " + fmt.Sprintf(format, args...))
 	}
 }

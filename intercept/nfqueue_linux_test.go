@@ -204,6 +204,75 @@ func TestNFQueue(t *testing.T) {
 	}
 }
 
+// TestNFQueueBusyAndClose: a second NFQueue on a bound queue fails with the
+// kernel's EPERM (another socket owns the queue, nfqnl_recv_config), Close
+// stops a Run blocked in a read promptly, and closing the socket unbinds.
+func TestNFQueueBusyAndClose(t *testing.T) {
+	lab := netlab.New(t)
+	ns := lab.Namespace("nfqc")
+	const queue = 5
+	q1, err := NewNFQueue(&NFQueueConfig{Queue: queue})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ns.Do(q1.Open); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- q1.Run(context.Background(), func([]capture.Packet) {}) }()
+	waitBound(t, ns, queue)
+
+	q2, err := NewNFQueue(&NFQueueConfig{Queue: queue})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q2.Close()
+	if err := ns.Do(q2.Open); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := q2.Run(ctx, func([]capture.Packet) {}); !errors.Is(err, unix.EPERM) {
+		t.Errorf("second Run on queue %d: %v, want EPERM", queue, err)
+	}
+
+	start := time.Now()
+	if err := q1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run still running 5 s after Close")
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Close took %v", d)
+	}
+	if err := q1.Run(context.Background(), func([]capture.Packet) {}); !errors.Is(err, ErrClosed) {
+		t.Errorf("Run after Close: %v", err)
+	}
+	if err := q1.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	q3, err := NewNFQueue(&NFQueueConfig{Queue: queue})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ns.Do(q3.Open); err != nil {
+		t.Fatal(err)
+	}
+	ctx3, cancel3 := context.WithCancel(context.Background())
+	go func() { done <- q3.Run(ctx3, func([]capture.Packet) {}) }()
+	waitBound(t, ns, queue)
+	cancel3()
+	if err := <-done; err != nil {
+		t.Errorf("third Run: %v", err)
+	}
+}
+
 // TestNFQueueRules installs and removes the rules in a namespace and checks
 // that Remove takes away exactly what Install added, that a failed Install
 // rolls back, and that Remove is idempotent.
