@@ -594,3 +594,25 @@ func TestPipelinedRequestsAfterTargetCloseResent(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 }
+
+// On a resumed connection a requeued request goes first and alone: the
+// next one waits for its answer, as a server closing after each answer
+// would drop a second request sent along.
+func TestResumedRequeuedRequestGoesAlone(t *testing.T) {
+	h := newHarness(t, Config{ResponseQuiet: time.Second})
+	h.handshake()
+	h.client(1001, 7001, psh, "a")
+	h.target(5001, 1002, psh, "0123")
+	h.client(1002, 7005, psh, "b") // the answer was complete: b goes
+	h.target(5005, 1002, fin, "")  // the target closes; b is unacknowledged
+	h.client(1003, 7009, psh, "c") // c finds the target closed
+	out := h.out.take()
+	if len(out) == 0 || out[len(out)-1].Flags() != syn {
+		t.Fatalf("want a new SYN, got %v", out)
+	}
+	isn := out[len(out)-1].Seq()
+	h.target(9000, uint32(isn)+1, synack, "")
+	h.expect(capture.Segment{Seq: isn.Add(1), Ack: 9001, Flags: psh, Payload: []byte("b")})
+	h.target(9001, uint32(isn)+2, psh, "4567")
+	h.expect(capture.Segment{Seq: isn.Add(2), Ack: 9005, Flags: psh, Payload: []byte("c")})
+}

@@ -41,6 +41,7 @@ type pendingSeg struct {
 	ack     capture.Seq // the captured ACK: online server bytes the client had seen
 	flags   uint8
 	again   bool // requeued once after the target closed without answering it
+	late    bool // sent ahead of the previous answer (MaxLag)
 	n       int  // payload length
 }
 
@@ -56,6 +57,7 @@ type sentSeg struct {
 	fin      bool
 	again    bool   // see pendingSeg.again
 	before   uint32 // online answer bytes the client had seen when it sent these
+	until    uint32 // target answer bytes up to which these count as unanswered
 }
 
 // isData reports whether g carries client bytes.
@@ -95,8 +97,9 @@ type sess struct {
 	delta    capture.Seq  // target space minus client space
 	inflight []sentSeg    // sent, not acknowledged (target space)
 	// Request segments the target acknowledged but has not begun to
-	// answer (it has sent no more than the online server had when the
-	// client sent them): kept to go again on a new connection if the
+	// answer (it has sent nothing since they went or, for ones pipelined
+	// ahead of earlier answers, no more than the online server had when
+	// the client sent them): kept to go again on a new connection if the
 	// target closes instead (it ACKed or read them, then closed: after
 	// its last answer, or its keep-alive request limit under pipelining).
 	// At most maxUnanswered are kept; past that, tooLong stops keeping
@@ -202,7 +205,7 @@ func (s *sess) onAck(p *capture.Packet) {
 		resp := s.respBytes() + uint32(p.PayloadLen()) // with what this packet brings
 		i := 0
 		for i < len(s.inflight) && s.inflight[i].end.LessThanEq(a) {
-			if g := &s.inflight[i]; resp <= g.before && s.conn == nil && !g.again && g.isData() && !s.tooLong {
+			if g := &s.inflight[i]; resp <= g.until && s.conn == nil && !g.again && g.isData() && !s.tooLong {
 				s.unanswered = append(s.unanswered, *g)
 				if len(s.unanswered) > maxUnanswered {
 					s.t.releaseUnanswered(s) // an upload, say: not worth keeping
@@ -259,18 +262,21 @@ func (s *sess) insert(p *capture.Packet) bool {
 // releasable reports whether a segment that starts a new request may go:
 // the target has ACKed what we sent and its response is complete, judged by
 // how much the online server had sent when the client asked again, or by a
-// quiet spell, or by the hold timeout. A data segment older than MaxLag
-// goes anyway (late reports that).
+// quiet spell, or by the hold timeout. With NoWait, and for a data segment
+// older than MaxLag, it goes anyway, late: ahead of the previous answer.
 func (s *sess) releasable(g *pendingSeg) (ok, late bool) {
 	cfg := &s.t.cfg
-	if cfg.NoWait || !s.lastReqAck.LessThan(g.ack) {
+	if !s.lastReqAck.LessThan(g.ack) {
 		return true, false // not a new request: the client saw nothing new
+	}
+	if s.answerIn(g) {
+		return true, false
+	}
+	if cfg.NoWait {
+		return true, g.isData()
 	}
 	now := s.t.now
 	if !s.holdSince.IsZero() && now.Sub(s.holdSince) >= cfg.HoldTimeout {
-		return true, false
-	}
-	if s.answerIn(g) {
 		return true, false
 	}
 	// Only data is sent ahead of an answer: a FIN or an RST would cut

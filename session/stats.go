@@ -18,7 +18,7 @@ type Stats struct {
 	Responses     uint64 // target responses handed in
 	Held          uint64 // requests held until the previous response ended
 	Requests      uint64 // requests sent: a session's first data, and data after the client saw more of the answer
-	Pipelined     uint64 // of those, sent before the previous answer was in because the copy lagged MaxLag behind
+	Pipelined     uint64 // of those, sent before the previous answer was in (NoWait, or the copy lagged MaxLag behind)
 	Unanswered    uint64 // requests the target acknowledged, then closed without answering: sent again on a new connection
 
 	// Drop reasons.

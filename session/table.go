@@ -258,7 +258,12 @@ func (t *Table) forge(p *capture.Packet) *sess {
 func (t *Table) resume(s *sess, base capture.Seq) {
 	t.c.resumed.Add(1)
 	if s.conn == nil {
-		t.requeueInflight(s)
+		if t.requeueInflight(s) {
+			// The requeued requests go first, as the last request sent;
+			// later ones wait for their answers again (a server closing
+			// after each answer would drop a second request sent along).
+			base = s.lastReqAck
+		}
 	} else {
 		t.dropInflight(s) // the module rebuilds the conversation itself
 	}
@@ -496,7 +501,7 @@ func (t *Table) releaseUnanswered(s *sess) {
 // answer.
 func (t *Table) answered(s *sess) {
 	got, i := s.respBytes(), 0
-	for i < len(s.unanswered) && s.unanswered[i].before < got {
+	for i < len(s.unanswered) && s.unanswered[i].until < got {
 		t.release(s.unanswered[i].data)
 		i++
 	}
@@ -510,8 +515,8 @@ func (t *Table) answered(s *sess) {
 // back at the head of the pending buffer, in the client's sequence space,
 // to go again on a new connection. Without a protocol module, target and
 // client spaces differ by delta alone. Their captured ACKs are taken as the
-// last request's, so they go at once.
-func (t *Table) requeueInflight(s *sess) {
+// last request's, so they go at once. It reports whether it requeued any.
+func (t *Table) requeueInflight(s *sess) bool {
 	var back []pendingSeg
 	add := func(g *sentSeg, again bool) {
 		var p capture.Packet
@@ -524,11 +529,15 @@ func (t *Table) requeueInflight(s *sess) {
 			ack: s.lastReqAck, flags: p.Flags(), again: again, n: p.PayloadLen(),
 		})
 	}
-	for i := range s.unanswered {
-		t.c.unanswered.Add(1)
-		add(&s.unanswered[i], true)
+	if s.onlineAnswered() {
+		for i := range s.unanswered {
+			t.c.unanswered.Add(1)
+			add(&s.unanswered[i], true)
+		}
+		s.unanswered = s.unanswered[:0]
+	} else {
+		t.releaseUnanswered(s) // the online server did not answer them either
 	}
-	s.unanswered = s.unanswered[:0]
 	for i := range s.inflight {
 		if g := &s.inflight[i]; g.end.LessThanEq(s.sndUna) {
 			t.release(g.data)
@@ -538,10 +547,11 @@ func (t *Table) requeueInflight(s *sess) {
 	}
 	s.inflight = s.inflight[:0]
 	if len(back) == 0 {
-		return
+		return false
 	}
 	s.cliNxt = back[0].seq
 	s.pending = append(back, s.pending...)
+	return true
 }
 
 // dropInflight forgets segments the target will never acknowledge.
@@ -864,6 +874,7 @@ func (t *Table) pump(s *sess) {
 			return // beyond the target's window; an ACK will reopen it
 		}
 		rst := g.flags&capture.FlagRST != 0
+		g.late = late
 		if !t.sendPending(s, g) {
 			t.skip(s)
 			return
@@ -1004,9 +1015,17 @@ func (t *Table) sendGenerated(s *sess, data []byte, shift bool) {
 
 // sendNew sends a new segment: of the captured g, or generated (g nil).
 func (t *Table) sendNew(s *sess, b []byte, seq, end capture.Seq, g *pendingSeg) {
-	sg := sentSeg{data: b, seq: seq, end: end}
+	sg := sentSeg{data: b, seq: seq, end: end, until: s.respBytes()}
 	if g != nil {
-		sg.again, sg.before = g.again, uint32(g.ack-s.onlineBase)
+		sg.again = g.again
+		if s.onlineBase.LessThan(g.ack) {
+			sg.before = uint32(g.ack - s.onlineBase)
+		}
+		if g.late {
+			// Answers to earlier requests are still coming: this one's
+			// starts, by the online conversation, after before bytes.
+			sg.until = max(sg.until, sg.before)
+		}
 	}
 	s.inflight = append(s.inflight, sg)
 	s.sndNxt = s.sndNxt.Max(end)
