@@ -414,9 +414,11 @@ func scrape(t *testing.T, ns *netlab.NS, url string) string {
 }
 
 // TestCopiesTwo: tcpcopy -n 2 doubles the target's load.
+// TestCopiesTwo also captures with TCPCopy's raw IP socket
+// (--raw-capture); the other tests use the default AF_PACKET ring.
 func TestCopiesTwo(t *testing.T) {
 	l := newNFQLab(t, false)
-	ic, tc := l.startPair(t, "-n", "2")
+	ic, tc := l.startPair(t, "-n", "2", "--raw-capture")
 	const n = 200
 	if failed := newClient(l.client).load(l.base(), "two", n, 4); failed != 0 {
 		t.Fatalf("%d client requests failed", failed)

@@ -86,6 +86,7 @@ func TestFlags(t *testing.T) {
 		{"tcpcopy", []string{"-x", "80-198.18.1.2:80", "-s", "198.18.1.2", "-c", "not-an-address"}, []string{"-c", `"not-an-address"`}},
 		{"tcpcopy", []string{"-x", "80-198.18.1.2:80", "-s", "198.18.1.2", "-F", "udp port 53"}, []string{"-F", `"udp port 53"`}},
 		{"tcpcopy", []string{"-x", "80-198.18.1.2:80"}, []string{"-s"}},
+		{"tcpcopy", []string{"-x", "80-198.18.1.2:80", "-s", "198.18.1.2", "--raw-capture", "-i", "veth0"}, []string{"--raw-capture", "-i"}},
 		{"tcpcopy", []string{"-x", "80-198.18.1.2:80", "-s", "198.18.1.2", "-a", "2"}, []string{"-a", "-i"}},
 		{"tcpcopy", []string{"-x", "80-198.18.1.2:80", "-s", "198.18.1.2", "extra"}, []string{`"extra"`}},
 		{"tcpcopy", []string{"-x", "3306-198.18.1.2:3306", "-s", "198.18.1.2", "-u", "app@pw"}, []string{"--mysql-users", "--mysql"}},

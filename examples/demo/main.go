@@ -53,6 +53,7 @@ type options struct {
 	short       bool
 	cpus        int
 	profile     string
+	tcpcopyArgs string
 }
 
 func main() {
@@ -71,6 +72,7 @@ func main() {
 	fs.IntVar(&o.connections, "connections", 50, "with -load wrk: connections wrk keeps open (at most 10000; raise ulimit -n)")
 	fs.BoolVar(&o.short, "short", false, "with -load wrk: one request per connection (Connection: close)")
 	fs.StringVar(&o.profile, "profile", "", "write CPU profiles of tcpcopy and intercept into this directory (tcpcopy.prof, intercept.prof)")
+	fs.StringVar(&o.tcpcopyArgs, "tcpcopy-flags", "", "more tcpcopy flags, space-separated (the online host's interface from the client is veth0: -tcpcopy-flags '-i veth0' captures with AF_PACKET)")
 	fs.IntVar(&o.cpus, "cpus", 0, "run tcpcopy on this many CPUs (taskset and GOMAXPROCS; 0: all)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: go run ./examples/demo [options]   (as root)\n\n")
@@ -329,6 +331,7 @@ func (d *demo) run(ctx context.Context, lab *netlab.Standalone, bin string) erro
 	if o.profile != "" {
 		tcArgs = append(tcArgs, "--cpu-profile", filepath.Join(o.profile, "tcpcopy.prof"))
 	}
+	tcArgs = append(tcArgs, strings.Fields(o.tcpcopyArgs)...)
 
 	var ic, tc *proc
 	if err := lab.Try(func() {
