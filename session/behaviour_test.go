@@ -616,3 +616,19 @@ func TestResumedRequeuedRequestGoesAlone(t *testing.T) {
 	h.target(9001, uint32(isn)+2, psh, "4567")
 	h.expect(capture.Segment{Seq: isn.Add(2), Ack: 9005, Flags: psh, Payload: []byte("c")})
 }
+
+// A client that resets with the online answer unread (its RST's ACK covers
+// the answer) does not destroy the target's copy of the request: the RST
+// waits until the target has begun to answer.
+func TestResetWaitsForAnswer(t *testing.T) {
+	h := newHarness(t, Config{ResponseQuiet: time.Millisecond})
+	h.handshake()
+	h.client(1001, 7001, psh, "a")
+	h.target(5001, 1002, ack, "") // read, not answered yet
+	h.out.take()
+	h.client(1002, 7011, rst, "") // the client saw 10 answer bytes online
+	h.wait(10 * time.Millisecond)
+	h.expect()
+	h.target(5001, 1002, psh, "0123456789")
+	h.expect(capture.Segment{Seq: 1002, Ack: 5011, Flags: rst})
+}

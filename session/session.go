@@ -266,6 +266,15 @@ func (s *sess) insert(p *capture.Packet) bool {
 // older than MaxLag, it goes anyway, late: ahead of the previous answer.
 func (s *sess) releasable(g *pendingSeg) (ok, late bool) {
 	cfg := &s.t.cfg
+	now := s.t.now
+	timedOut := !s.holdSince.IsZero() && now.Sub(s.holdSince) >= cfg.HoldTimeout
+	if !g.isData() && !timedOut && (s.inflightData() || s.onlineAnswered()) {
+		// A FIN or an RST waits until the target has acknowledged every
+		// request sent and begun to answer the ones the online server
+		// answered (an RST's ACK covers an answer the client left
+		// unread, and the RST would destroy the target's copy of it).
+		return false, false
+	}
 	if !s.lastReqAck.LessThan(g.ack) {
 		return true, false // not a new request: the client saw nothing new
 	}
@@ -275,8 +284,7 @@ func (s *sess) releasable(g *pendingSeg) (ok, late bool) {
 	if cfg.NoWait {
 		return true, g.isData()
 	}
-	now := s.t.now
-	if !s.holdSince.IsZero() && now.Sub(s.holdSince) >= cfg.HoldTimeout {
+	if timedOut {
 		return true, false
 	}
 	// Only data is sent ahead of an answer: a FIN or an RST would cut
