@@ -948,7 +948,7 @@ func (t *Table) sendPending(s *sess, g *pendingSeg) bool {
 		binary.BigEndian.PutUint32(g.data[p.IPHeaderLen()+4:], uint32(tseq))
 		b := g.data
 		g.data = nil
-		t.sendNew(s, b, tseq, tseq.Add(uint32(len(out))+uint32(fin)), g)
+		t.sendNew(s, b, tseq, tseq.Add(uint32(len(out))+uint32(fin)), g, &p)
 	}
 	for off := 0; g.data != nil; off += room {
 		piece := out[min(off, len(out)):min(off+room, len(out))]
@@ -963,7 +963,7 @@ func (t *Table) sendPending(s *sess, g *pendingSeg) bool {
 			end = end.Add(1)
 		}
 		b := reframe(t.buf(p.IPHeaderLen()+p.DataOffset()+len(piece)), &p, piece, seq, flags)
-		t.sendNew(s, b, seq, end, g)
+		t.sendNew(s, b, seq, end, g, nil)
 		if last {
 			break
 		}
@@ -1006,7 +1006,7 @@ func (t *Table) sendGenerated(s *sess, data []byte, shift bool) {
 			return
 		}
 		t.memory += int64(cap(b))
-		t.sendNew(s, b, seq, seq.Add(uint32(len(piece))), nil)
+		t.sendNew(s, b, seq, seq.Add(uint32(len(piece))), nil, nil)
 	}
 	if shift {
 		s.delta = s.delta.Add(uint32(len(data)))
@@ -1014,7 +1014,8 @@ func (t *Table) sendGenerated(s *sess, data []byte, shift bool) {
 }
 
 // sendNew sends a new segment: of the captured g, or generated (g nil).
-func (t *Table) sendNew(s *sess, b []byte, seq, end capture.Seq, g *pendingSeg) {
+// p, if not nil, is b decoded.
+func (t *Table) sendNew(s *sess, b []byte, seq, end capture.Seq, g *pendingSeg, p *capture.Packet) {
 	sg := sentSeg{data: b, seq: seq, end: end, until: s.respBytes()}
 	if g != nil {
 		sg.again = g.again
@@ -1029,23 +1030,25 @@ func (t *Table) sendNew(s *sess, b []byte, seq, end capture.Seq, g *pendingSeg) 
 	}
 	s.inflight = append(s.inflight, sg)
 	s.sndNxt = s.sndNxt.Max(end)
-	t.transmit(s, &s.inflight[len(s.inflight)-1])
+	t.transmit(s, &s.inflight[len(s.inflight)-1], p)
 }
 
 func (t *Table) retransmit(s *sess, g *sentSeg) {
 	t.c.retransmitted.Add(1)
-	t.transmit(s, g)
+	t.transmit(s, g, nil)
 }
 
 // transmit queues a sent segment with its ACK, timestamps and window made
-// for the target now.
-func (t *Table) transmit(s *sess, g *sentSeg) {
+// for the target now. p, if not nil, is g.data decoded.
+func (t *Table) transmit(s *sess, g *sentSeg, p *capture.Packet) {
 	b := g.data // changed in place and sent by reference: see release
 	t.outs = append(t.outs, outRef{b: b})
 	t.c.sent.Add(1)
-	var p capture.Packet
-	if p.Decode(b) != nil {
-		return // it decoded when captured or made
+	if p == nil {
+		p = new(capture.Packet)
+		if p.Decode(b) != nil {
+			return // it decoded when captured or made
+		}
 	}
 	g.fin = p.Flags()&capture.FlagFIN != 0
 	if p.Flags()&capture.FlagACK != 0 {
