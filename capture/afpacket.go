@@ -47,7 +47,12 @@ type AFPacketConfig struct {
 	SnapLen int
 	// BlockSize is the size of one block of the TPACKET_V3 receive ring, a
 	// multiple of the page size large enough for one SnapLen datagram.
-	// Zero means 1 MiB.
+	// The kernel hands a block over when it is full or BlockTimeout has
+	// passed, so under a moderate load each block holds BlockTimeout of
+	// traffic however large it is: the ring then buffers blocks ×
+	// BlockTimeout, and many small blocks ride out a reader's pause that
+	// a few large ones would not. Zero means 128 KiB, or what one
+	// SnapLen datagram needs when that is more.
 	BlockSize int
 	// RingSize is the size of the receive ring in bytes, at least two
 	// blocks; it plays the part of a socket receive buffer. Zero means
@@ -104,7 +109,7 @@ func (m FanoutMode) kernel() int {
 const (
 	defaultAFSnapLen    = 65575
 	maxAFSnapLen        = 65575
-	defaultAFBlockSize  = 1 << 20
+	defaultAFBlockSize  = 128 << 10
 	defaultAFRingSize   = 32 << 20
 	defaultBlockTimeout = 2 * time.Millisecond
 	afMaxRingSize       = 1 << 30

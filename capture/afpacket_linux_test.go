@@ -629,7 +629,7 @@ func TestAFPacketConfigErrors(t *testing.T) {
 		{SnapLen: 70000},
 		{BlockSize: 1000},
 		{BlockSize: 4096},
-		{RingSize: 1 << 20},
+		{RingSize: 128 << 10}, // one block
 		{BlockTimeout: time.Microsecond},
 		{Direction: 7},
 		{FanoutMode: 9},

@@ -38,7 +38,7 @@ func TestMidStreamForgedHandshake(t *testing.T) {
 	h.expect(capture.Segment{Seq: 3006, Ack: 5101, Flags: psh, Payload: []byte("GET /y")})
 }
 
-func TestGapTimeoutResets(t *testing.T) {
+func TestGapTimeoutSkipsHole(t *testing.T) {
 	h := newHarness(t, Config{NoWait: true, GapTimeout: time.Second})
 	h.handshake()
 	h.client(1010, 7001, psh, "late") // 1001..1010 never captured
@@ -46,7 +46,33 @@ func TestGapTimeoutResets(t *testing.T) {
 	h.wait(500 * time.Millisecond)
 	h.expect()
 	h.wait(600 * time.Millisecond)
-	h.expect(capture.Segment{Seq: 1001, Ack: 5001, Flags: rst})
+	// The hole is given up: the target's connection is reset and what
+	// came after it goes on a new one.
+	out := h.out.take()
+	if len(out) != 2 || out[0].Flags() != rst || out[1].Flags() != syn {
+		t.Fatalf("want an RST and a new SYN, got %v", out)
+	}
+	isn := out[1].Seq()
+	h.target(9000, uint32(isn)+1, synack, "")
+	h.expect(capture.Segment{Seq: isn.Add(1), Ack: 9001, Flags: psh, Payload: []byte("late")})
+	if st := h.tab.Stats(); st.GapTimeouts != 1 || st.Resumed != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// With a protocol module a session cannot lose bytes: a gap that never
+// fills ends it.
+func TestGapTimeoutDropsProtocolSession(t *testing.T) {
+	h := newHarness(t, Config{NoWait: true, GapTimeout: time.Second, Protocol: &greeter{}})
+	h.handshake()
+	h.target(5001, 1001, psh, "HELLO")
+	h.out.take()
+	h.client(1010, 7006, psh, "late") // 1001..1010 never captured
+	h.wait(1100 * time.Millisecond)
+	out := h.out.take()
+	if len(out) != 1 || out[0].Flags()&capture.FlagRST == 0 {
+		t.Fatalf("want an RST, got %v", out)
+	}
 	if st := h.tab.Stats(); st.GapTimeouts != 1 || st.Active != 0 {
 		t.Errorf("stats %+v", st)
 	}

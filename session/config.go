@@ -56,7 +56,13 @@ type Config struct {
 	// HoldTimeout), as TCPCopy does.
 	MaxLag time.Duration
 	// GapTimeout is how long a session waits for a missing captured packet
-	// before it is reset and dropped. Zero means 5 s.
+	// before it gives the missing bytes up: it resets the target's
+	// connection and sends what came after the hole on a new one (with a
+	// protocol module, it is dropped instead). Reordering fills a gap within microseconds
+	// and a client's retransmission (the packet was lost before the
+	// online host) after its RTO, at least 200 ms; a packet the capture
+	// dropped never comes, and the session's later requests wait behind
+	// it. Zero means 1 s.
 	GapTimeout time.Duration
 	// IdleTimeout frees sessions with no packet either way for this long.
 	// Zero means 600 s.
@@ -92,7 +98,7 @@ func (c *Config) withDefaults() Config {
 	if d.MaxLag == 0 {
 		d.MaxLag = 100 * time.Millisecond
 	}
-	def(&d.GapTimeout, 5*time.Second)
+	def(&d.GapTimeout, time.Second)
 	def(&d.IdleTimeout, 600*time.Second)
 	def(&d.KeepaliveTimeout, 1800*time.Second)
 	def(&d.Linger, 2*time.Second)

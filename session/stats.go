@@ -29,7 +29,7 @@ type Stats struct {
 	Shed              uint64 // new connections (SYNs) refused over MaxMemory
 	ShedPackets       uint64 // packets of connections first seen mid-stream, refused over MaxMemory
 	HandshakeTimeouts uint64 // sessions the target never answered
-	GapTimeouts       uint64 // sessions reset after a captured packet never came
+	GapTimeouts       uint64 // captured packets that never came (GapTimeout): the session went on past the hole on a new connection, or with a protocol module was reset and dropped
 	TargetResets      uint64 // sessions the target reset with nothing left to send
 	LostOnReset       uint64 // sent bytes the target never acknowledged before resetting
 	IdleTimeouts      uint64 // sessions freed for idleness (or keepalive-only)

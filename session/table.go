@@ -669,7 +669,18 @@ func (t *Table) timers(s *sess) {
 		case !s.gapSince.IsZero() && now.Sub(s.gapSince) >= t.cfg.GapTimeout:
 			t.c.gapTimeouts.Add(1)
 			t.makeRST(s)
-			t.free(s)
+			if s.conn != nil || len(s.pending) == 0 {
+				t.free(s) // a protocol module cannot lose bytes
+				return
+			}
+			// Skip the hole: what came after it goes on a new
+			// connection, rather than everything waiting behind a
+			// packet the capture dropped being lost with the session.
+			t.dropInflight(s)
+			t.releaseUnanswered(s)
+			s.gapSince = time.Time{}
+			s.cliNxt = s.pending[0].seq
+			t.resume(s, s.pending[0].ack)
 			return
 		}
 		if len(s.inflight) > 0 && now.Sub(s.lastSend) >= s.rto {
