@@ -172,7 +172,10 @@ type OnlineConfig struct {
 	// addresses when every route names one.
 	CaptureFilter *capture.Filter
 	// CaptureRing is CaptureAFPacket's ring size in bytes. Zero means
-	// 16 MiB.
+	// 16 MiB: 128 blocks of 128 KiB, each handed over when full or after
+	// 8 ms (captureBlockTimeout), so the ring rides out a second of the
+	// copier being starved of CPU under a light load and more under a
+	// heavy one. The ring's pages count in RSS as the kernel fills them.
 	CaptureRing int
 	// Offline configures CaptureFile.
 	Offline OfflineConfig
@@ -532,6 +535,11 @@ func (o *Online) captureKind() CaptureKind {
 	return CaptureAFPacket
 }
 
+// captureBlockTimeout is how long the capture ring's kernel side fills a
+// block before handing it over: the most a client packet waits to be read
+// under a light load, a few milliseconds the copy lags anyway.
+const captureBlockTimeout = 8 * time.Millisecond
+
 // transferFilter keeps the packets to the transfer map's online ports and,
 // when every route names its online address, to those addresses.
 func (o *Online) transferFilter() *capture.Filter {
@@ -596,10 +604,11 @@ func (o *Online) openCapture() (capture.Capturer, error) {
 			ring = 16 << 20
 		}
 		a, err := capture.NewAFPacket(&capture.AFPacketConfig{
-			Interfaces: c.Interfaces,
-			Filter:     filter,
-			Direction:  capture.DirIn,
-			RingSize:   ring,
+			Interfaces:   c.Interfaces,
+			Filter:       filter,
+			Direction:    capture.DirIn,
+			RingSize:     ring,
+			BlockTimeout: captureBlockTimeout,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("tcpcopy: open AF_PACKET capture on %q: %w", c.Interfaces, err)
