@@ -6,16 +6,14 @@ import (
 	"net"
 	"net/netip"
 	"sync"
-	"syscall"
 	"unsafe"
 
-	"github.com/mdlayher/packet"
 	"github.com/shadowcopy/tcpcopy/internal/linklayer"
 	"golang.org/x/sys/unix"
 )
 
 // AFPacket is an Emitter that injects datagrams at the link layer, through
-// an AF_PACKET socket (github.com/mdlayher/packet) bound to one interface:
+// an AF_PACKET socket bound to one interface:
 // each datagram goes out in an Ethernet frame from SrcMAC to the next hop's
 // address. It bypasses the local routing decision and netfilter (no
 // OUTPUT or POSTROUTING rule, no conntrack), for networks where IP-layer
@@ -27,33 +25,43 @@ import (
 // a datagram whose next hop is not resolved yet is counted as NoNeighbour
 // and the kernel is asked to resolve it, so later datagrams go out.
 //
-// Emit batches with sendmmsg, gathering each frame from a header the
-// AFPacket owns and the caller's datagram (no copy), never blocks, and
-// does not allocate in steady state. Datagrams larger than the interface
-// MTU are counted as MsgSize, a full send buffer or device queue as
-// NoBuffers. It is safe for concurrent use; concurrent calls are
-// serialized.
+// Emit never blocks and does not allocate in steady state. It copies
+// each frame into a PACKET_TX_RING (AFPacketConfig.TXRing) and hands a
+// batch to the kernel with one send call. A frame counts as Sent when the
+// kernel takes it from the ring. One the kernel cannot take yet (full send
+// buffer or device queue, interface down) waits in the ring and is offered
+// again at the next Emit; Close counts those still waiting under the
+// reason of the last send error. When no frame is free (the kernel still
+// holds them all) a datagram is dropped as NoBuffers. A frame the kernel
+// refuses as malformed is counted under its error; the kernel never sends
+// past such a frame, so the ring is then given up for sendmmsg.
+//
+// Without the ring, and for datagrams too large for a frame, Emit batches
+// with sendmmsg, gathering each frame from a header the AFPacket owns and
+// the caller's datagram. Datagrams larger than the interface MTU are
+// counted as MsgSize, a full send buffer or device queue as NoBuffers.
+//
+// It is safe for concurrent use; concurrent calls are serialized.
 type AFPacket struct {
 	Counters
 
 	mu     sync.Mutex
 	closed bool
-	conn   *packet.Conn
-	rc     syscall.RawConn
-	name   string
-	src    [6]byte
-	dst    [6]byte
-	fixed  bool // dst is configured
-	res    *resolver
+	// The sockets stay out of the runtime's netpoller: Emit never waits on
+	// them, and a socket in an epoll set has every skb it frees wake the
+	// poller (sock_def_write_space, ep_poll_callback).
+	fd    int
+	name  string
+	src   [6]byte
+	dst   [6]byte
+	fixed bool // dst is configured
+	res   *resolver
+	ring  *txRing // nil without TXRing
 
-	hdrs   []unix.Mmsghdr
-	iovs   []unix.Iovec // two per message: the Ethernet header, the datagram
-	eth    []byte       // 14 bytes per message
-	lens   []int
-	sendFn func(fd uintptr)
-	// Arguments and results of sendFn.
-	k, kEnd, n int
-	errno      unix.Errno
+	hdrs []unix.Mmsghdr
+	iovs []unix.Iovec // two per message: the Ethernet header, the datagram
+	eth  []byte       // 14 bytes per message
+	lens []int
 }
 
 var _ Emitter = (*AFPacket)(nil)
@@ -72,14 +80,23 @@ func NewAFPacket(cfg *AFPacketConfig) (*AFPacket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("emit: AF_PACKET on %s: %w", c.Interface, err)
 	}
-	// Protocol 0: the socket receives nothing, it only sends.
-	conn, err := packet.Listen(ifi, packet.Raw, 0, nil)
-	if err != nil {
-		return nil, fmt.Errorf("emit: open AF_PACKET socket on %s: %w", c.Interface, err)
+	a := &AFPacket{fd: -1, name: c.Interface}
+	a.fd, err = openPacket(ifi.Index, &c)
+	if err == nil {
+		err = a.setup(&c, ifi)
 	}
-	a := &AFPacket{conn: conn, name: c.Interface}
-	if err := a.setup(&c, ifi); err != nil {
-		conn.Close()
+	if err == nil && c.TXRing > 0 {
+		a.ring, err = newTXRing(&c, ifi)
+		if err != nil && (cfg == nil || cfg.TXRing == 0) {
+			// The ring is only the default: do without where the
+			// kernel has none to give (gVisor, memory).
+			a.ring, err = nil, nil
+		}
+	}
+	if err != nil {
+		if a.fd >= 0 {
+			unix.Close(a.fd)
+		}
 		if a.res != nil {
 			a.res.close()
 		}
@@ -96,41 +113,36 @@ func NewAFPacket(cfg *AFPacketConfig) (*AFPacket, error) {
 		a.iovs[2*i].Base = &a.eth[linklayer.EthernetLen*i]
 		a.iovs[2*i].SetLen(linklayer.EthernetLen)
 	}
-	a.sendFn = a.sendmmsg
 	return a, nil
 }
 
+// openPacket opens an AF_PACKET socket bound to interface ifindex, with
+// c's send options. Protocol 0: the socket receives nothing, it only
+// sends.
+func openPacket(ifindex int, c *AFPacketConfig) (int, error) {
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("emit: open AF_PACKET socket on %s: %w", c.Interface, err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Ifindex: ifindex}); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("emit: bind AF_PACKET socket to %s: %w", c.Interface, err)
+	}
+	if err := setSendOptions(fd, c); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("emit: AF_PACKET socket on %s: %w", c.Interface, err)
+	}
+	return fd, nil
+}
+
 func (a *AFPacket) setup(c *AFPacketConfig, ifi *net.Interface) error {
-	var err error
-	if a.rc, err = a.conn.SyscallConn(); err != nil {
+	sa, err := unix.Getsockname(a.fd)
+	if err != nil {
 		return fmt.Errorf("emit: AF_PACKET socket on %s: %w", a.name, err)
 	}
 	var hatype uint16
-	var serr error
-	cerr := a.rc.Control(func(fd uintptr) {
-		s := int(fd)
-		sa, err := unix.Getsockname(s)
-		if err != nil {
-			serr = err
-			return
-		}
-		if ll, ok := sa.(*unix.SockaddrLinklayer); ok {
-			hatype = ll.Hatype
-		}
-		if err := unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, c.SendBuffer); err != nil {
-			if err := unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_SNDBUF, c.SendBuffer); err != nil {
-				serr = fmt.Errorf("set send buffer to %d: %w", c.SendBuffer, err)
-				return
-			}
-		}
-		if c.QdiscBypass {
-			if err := unix.SetsockoptInt(s, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1); err != nil {
-				serr = fmt.Errorf("bypass the qdisc: %w", err)
-			}
-		}
-	})
-	if err := errors.Join(cerr, serr); err != nil {
-		return fmt.Errorf("emit: AF_PACKET socket on %s: %w", a.name, err)
+	if ll, ok := sa.(*unix.SockaddrLinklayer); ok {
+		hatype = ll.Hatype
 	}
 	if hatype != arphrdEther {
 		// Loopback takes Ethernet frames too, but the stack does not
@@ -150,48 +162,85 @@ func (a *AFPacket) setup(c *AFPacketConfig, ifi *net.Interface) error {
 	return err
 }
 
+// setSendOptions sets the send buffer and the qdisc bypass of socket s.
+func setSendOptions(s int, c *AFPacketConfig) error {
+	if err := unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, c.SendBuffer); err != nil {
+		if err := unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_SNDBUF, c.SendBuffer); err != nil {
+			return fmt.Errorf("set send buffer to %d: %w", c.SendBuffer, err)
+		}
+	}
+	if c.QdiscBypass {
+		if err := unix.SetsockoptInt(s, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1); err != nil {
+			return fmt.Errorf("bypass the qdisc: %w", err)
+		}
+	}
+	return nil
+}
+
 // Emit implements Emitter. Each datagram is sent or counted under a drop
-// reason; the only error is ErrClosed.
+// reason (with a TX ring, possibly at a later Emit or Close); the only
+// error is ErrClosed.
 func (a *AFPacket) Emit(pkts [][]byte) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.closed {
 		return ErrClosed
 	}
-	for i := 0; i < len(pkts); {
-		k := 0
-		for ; i < len(pkts) && k < len(a.hdrs); i++ {
-			p := pkts[i]
-			v := version(p)
-			if v == 0 {
-				a.AddDrop(Invalid)
+	if a.ring != nil {
+		a.ring.stuck = false
+	}
+	k := 0 // messages gathered for sendmmsg
+	for _, p := range pkts {
+		v := version(p)
+		if v == 0 {
+			a.AddDrop(Invalid)
+			continue
+		}
+		dst := a.dst
+		if !a.fixed {
+			var d netip.Addr
+			if v == 4 {
+				d = netip.AddrFrom4([4]byte(p[16:20]))
+			} else {
+				d = netip.AddrFrom16([16]byte(p[24:40]))
+			}
+			var ok bool
+			if dst, ok = a.res.lookup(d); !ok {
+				a.AddDrop(NoNeighbour)
 				continue
 			}
-			dst := a.dst
-			if !a.fixed {
-				var d netip.Addr
-				if v == 4 {
-					d = netip.AddrFrom4([4]byte(p[16:20]))
-				} else {
-					d = netip.AddrFrom16([16]byte(p[24:40]))
-				}
-				var ok bool
-				if dst, ok = a.res.lookup(d); !ok {
-					a.AddDrop(NoNeighbour)
-					continue
-				}
+		}
+		if r := a.ring; r != nil && !r.broken && linklayer.EthernetLen+len(p) <= r.room {
+			// Frames leave in the order given: what sendmmsg holds
+			// goes first.
+			if k > 0 {
+				a.send(k)
+				k = 0
 			}
-			eth := a.eth[linklayer.EthernetLen*k : linklayer.EthernetLen*(k+1)]
-			linklayer.PutEthernet(eth, dst[:], a.src[:], linklayer.EtherTypeOf(p))
-			iov := &a.iovs[2*k+1]
-			iov.Base = &p[0]
-			iov.SetLen(len(p))
-			a.lens[k] = len(p)
-			k++
+			if a.putRing(p, &dst) {
+				continue
+			}
 		}
-		if k > 0 {
+		if r := a.ring; r != nil && r.unflushed > 0 {
+			a.flushRing()
+		}
+		eth := a.eth[linklayer.EthernetLen*k : linklayer.EthernetLen*(k+1)]
+		linklayer.PutEthernet(eth, dst[:], a.src[:], linklayer.EtherTypeOf(p))
+		iov := &a.iovs[2*k+1]
+		iov.Base = &p[0]
+		iov.SetLen(len(p))
+		a.lens[k] = len(p)
+		if k++; k == len(a.hdrs) {
 			a.send(k)
+			k = 0
 		}
+	}
+	if k > 0 {
+		a.send(k)
+	}
+	// Also offers again the frames the kernel could not take before.
+	if r := a.ring; r != nil && r.due() {
+		a.flushRing()
 	}
 	// Keep no reference to the caller's buffers.
 	for k := range a.hdrs {
@@ -200,48 +249,105 @@ func (a *AFPacket) Emit(pkts [][]byte) error {
 	return nil
 }
 
+// putRing puts p in the TX ring, flushing every Batch frames and when the
+// ring is full, or drops it as NoBuffers when no frame is free after a
+// flush. It returns false, having done nothing, when the ring has been
+// given up. No sendmmsg message may be pending.
+func (a *AFPacket) putRing(p []byte, dst *[6]byte) bool {
+	r := a.ring
+	if !r.free() && r.due() {
+		a.flushRing()
+		if r.broken {
+			return false
+		}
+	}
+	if !r.free() {
+		a.AddDrop(NoBuffers)
+		return true
+	}
+	r.put(p, dst, &a.src)
+	if r.unflushed == len(a.hdrs) {
+		a.flushRing()
+	}
+	return true
+}
+
+// flushRing hands the queued frames to the kernel and counts those it took
+// as sent. After a malformed frame it gives up the ring and sends the
+// frames queued behind it with sendmmsg. No sendmmsg message may be
+// pending.
+func (a *AFPacket) flushRing() {
+	r := a.ring
+	r.flush()
+	for r.queued > 0 {
+		taken, malformed := r.take()
+		if malformed {
+			a.AddDrop(r.reason())
+			r.pop()
+			r.broken = true
+			a.resendRing()
+			return
+		}
+		if !taken {
+			r.stuck = true
+			return
+		}
+		a.AddSent(r.lens[r.tail])
+		r.pop()
+	}
+}
+
+// resendRing sends what is left in the given-up ring with sendmmsg.
+func (a *AFPacket) resendRing() {
+	r := a.ring
+	k := 0
+	for r.queued > 0 {
+		f := r.pop()
+		copy(a.eth[linklayer.EthernetLen*k:], f[:linklayer.EthernetLen])
+		iov := &a.iovs[2*k+1]
+		iov.Base = &f[linklayer.EthernetLen]
+		iov.SetLen(len(f) - linklayer.EthernetLen)
+		a.lens[k] = len(f) - linklayer.EthernetLen
+		if k++; k == len(a.hdrs) {
+			a.send(k)
+			k = 0
+		}
+	}
+	if k > 0 {
+		a.send(k)
+	}
+}
+
 // send hands messages 0..k-1 to sendmmsg, like RawIP.send: a short count
 // is followed by a call that starts at the failing message and reports
 // its error; that message is counted and the rest retried.
 func (a *AFPacket) send(k int) {
-	for j := 0; j < k; {
-		a.k = j
-		a.kEnd = k
-		a.n, a.errno = 0, 0
-		if err := a.rc.Control(a.sendFn); err != nil {
-			for ; j < k; j++ {
-				a.AddDrop(Other)
-			}
-			return
-		}
+	for j, intr := 0, 0; j < k; {
+		n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(a.fd),
+			uintptr(unsafe.Pointer(&a.hdrs[j])), uintptr(k-j), unix.MSG_DONTWAIT, 0, 0)
 		switch {
-		case a.errno == unix.EINTR:
+		case e == unix.EINTR && intr < 3:
+			intr++
 			continue
-		case a.errno != 0:
-			a.AddDrop(reasonOf(a.errno))
+		case e != 0:
+			a.AddDrop(reasonOf(e))
 			j++
 			continue
-		case a.n == 0:
+		case n == 0:
 			a.AddDrop(Other)
 			j++
 			continue
 		}
-		for m := j; m < j+a.n; m++ {
+		for m := j; m < j+int(n); m++ {
 			a.AddSent(a.lens[m])
 		}
-		j += a.n
+		j += int(n)
 	}
 }
 
-// sendmmsg is the RawConn callback for send.
-func (a *AFPacket) sendmmsg(fd uintptr) {
-	n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd,
-		uintptr(unsafe.Pointer(&a.hdrs[a.k])), uintptr(a.kEnd-a.k), unix.MSG_DONTWAIT, 0, 0)
-	a.n, a.errno = int(n), e
-}
-
-// Close releases the socket. It is idempotent; Emit then returns
-// ErrClosed.
+// Close releases the sockets and the TX ring, counting the frames still
+// waiting in the ring after a last flush as dropped. It is idempotent;
+// Emit then returns ErrClosed.
 func (a *AFPacket) Close() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -250,9 +356,22 @@ func (a *AFPacket) Close() error {
 	}
 	a.closed = true
 	var errs []error
-	if err := a.conn.Close(); err != nil {
+	if r := a.ring; r != nil {
+		if r.queued > 0 && !r.broken {
+			r.stuck = false
+			a.flushRing()
+		}
+		for ; r.queued > 0; r.pop() {
+			a.AddDrop(r.reason())
+		}
+		if err := r.close(); err != nil {
+			errs = append(errs, fmt.Errorf("emit: AF_PACKET on %s: %w", a.name, err))
+		}
+	}
+	if err := unix.Close(a.fd); err != nil {
 		errs = append(errs, fmt.Errorf("emit: close AF_PACKET socket on %s: %w", a.name, err))
 	}
+	a.fd = -1
 	if a.res != nil {
 		if err := a.res.close(); err != nil {
 			errs = append(errs, fmt.Errorf("emit: close rtnetlink socket: %w", err))

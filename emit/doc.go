@@ -6,7 +6,8 @@
 //     sendmmsg.
 //   - AFPacket: link-layer injection on an Ethernet interface, with the next
 //     hop's address given or resolved from the kernel's route and neighbour
-//     tables; it bypasses routing and netfilter.
+//     tables; it bypasses routing and netfilter, and sends through a
+//     PACKET_TX_RING (or sendmmsg).
 //   - PcapWriter: writes what it is given to a pcap file (dry runs, tests,
 //     debugging); capture.File reads it back.
 //   - Recorder: keeps what it is given, for tests.
