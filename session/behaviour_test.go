@@ -658,3 +658,34 @@ func TestResetWaitsForAnswer(t *testing.T) {
 	h.target(5001, 1002, psh, "0123456789")
 	h.expect(capture.Segment{Seq: 1002, Ack: 5011, Flags: rst})
 }
+
+// A session first seen mid-stream knows what the client had seen of the
+// online answers from its first packet, so it can tell later whether the
+// online server answered a request the target closed on.
+func TestMidStreamUnansweredRequest(t *testing.T) {
+	const a0 = 0x90000000 // the client's ACK: far from zero in sequence space
+	for _, answered := range []bool{true, false} {
+		h := newHarness(t, Config{ResponseQuiet: time.Millisecond})
+		h.client(3000, a0, psh, "req1") // the copier started mid-connection
+		out := h.out.take()
+		if len(out) != 1 || out[0].Flags() != syn {
+			t.Fatalf("want a forged SYN, got %v", out)
+		}
+		h.target(5000, 3000, synack, "")
+		h.target(5001, 3004, psh, "resp")
+		h.client(3004, a0+4, psh, "req2")
+		h.out.take()
+		h.target(5005, 3008, ack, "") // req2 read, then the target closes
+		h.target(5005, 3008, fin, "")
+		if answered {
+			h.client(3008, a0+8, ack, "") // online answered req2
+		} else {
+			h.client(3008, a0+4, fin, "") // the client closes, no answer seen
+		}
+		out = h.out.take()
+		resent := len(out) > 0 && out[len(out)-1].Flags() == syn
+		if resent != answered {
+			t.Errorf("online answered %v: resent %v (%v)", answered, resent, out)
+		}
+	}
+}

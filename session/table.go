@@ -242,7 +242,7 @@ func (t *Table) forge(p *capture.Packet) *sess {
 	s.clientTSval, _, s.clientTS = p.Timestamps()
 	s.cliNxt = p.Seq()
 	s.onlineBase, s.onlineBaseOK = p.Ack(), true
-	s.lastReqAck = s.onlineBase
+	s.lastReqAck, s.cliAck = s.onlineBase, s.onlineBase
 	s.clientISN = p.Seq().Add(^uint32(0)) // no captured SYN; one below the data
 	t.reopen(s, s.clientISN, true)
 	return s
@@ -269,6 +269,7 @@ func (t *Table) resume(s *sess, base capture.Seq) {
 	}
 	s.forged = true
 	s.onlineBase, s.lastReqAck = base, base
+	s.cliAck = s.cliAck.Max(base)
 	t.reopen(s, s.sndNxt.Add(1<<16), false)
 }
 
