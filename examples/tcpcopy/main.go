@@ -139,7 +139,7 @@ func newFlags(o *options) *cli.FlagSet {
 	})
 	f.Int(&o.port, "p", "intercept-port", "PORT", "port of intercepts given without one", 1, 65535)
 	f.Int(&o.conns, "C", "conns", "N", "connections to each intercept", 1, 16)
-	f.String(&o.input, "i", "input", "DEVS|FILE", "capture at the link layer on these interfaces (comma-separated), or replay this pcap/pcapng file (offline)")
+	f.String(&o.input, "i", "input", "DEVS|FILE", "capture at the link layer on these interfaces (comma-separated; default: all), or replay this pcap/pcapng file (offline)")
 	f.Bool(&o.rawCapture, "", "raw-capture", "capture with a raw IP socket, as TCPCopy does, instead of the AF_PACKET ring (costs more CPU)")
 	f.String(&o.pcap, "", "pcap", "FILE", "replay this pcap/pcapng file (offline; same as -i FILE)")
 	f.Func("F", "filter", "EXPR", "", "kernel filter for link-layer capture, pcap syntax subset: 'tcp and dst port 80 and dst host 198.18.0.2'", func(s string) error {
