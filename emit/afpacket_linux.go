@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"sync"
-	"unsafe"
 
 	"github.com/shadowcopy/tcpcopy/internal/linklayer"
 	"golang.org/x/sys/unix"
@@ -214,7 +213,7 @@ func (a *AFPacket) Emit(pkts [][]byte) error {
 			// Frames leave in the order given: what sendmmsg holds
 			// goes first.
 			if k > 0 {
-				a.send(k)
+				a.sendmmsg(a.fd, a.hdrs[:k], a.lens)
 				k = 0
 			}
 			if a.putRing(p, &dst) {
@@ -231,12 +230,12 @@ func (a *AFPacket) Emit(pkts [][]byte) error {
 		iov.SetLen(len(p))
 		a.lens[k] = len(p)
 		if k++; k == len(a.hdrs) {
-			a.send(k)
+			a.sendmmsg(a.fd, a.hdrs[:k], a.lens)
 			k = 0
 		}
 	}
 	if k > 0 {
-		a.send(k)
+		a.sendmmsg(a.fd, a.hdrs[:k], a.lens)
 	}
 	// Also offers again the frames the kernel could not take before.
 	if r := a.ring; r != nil && r.due() {
@@ -309,39 +308,12 @@ func (a *AFPacket) resendRing() {
 		iov.SetLen(len(f) - linklayer.EthernetLen)
 		a.lens[k] = len(f) - linklayer.EthernetLen
 		if k++; k == len(a.hdrs) {
-			a.send(k)
+			a.sendmmsg(a.fd, a.hdrs[:k], a.lens)
 			k = 0
 		}
 	}
 	if k > 0 {
-		a.send(k)
-	}
-}
-
-// send hands messages 0..k-1 to sendmmsg, like RawIP.send: a short count
-// is followed by a call that starts at the failing message and reports
-// its error; that message is counted and the rest retried.
-func (a *AFPacket) send(k int) {
-	for j, intr := 0, 0; j < k; {
-		n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(a.fd),
-			uintptr(unsafe.Pointer(&a.hdrs[j])), uintptr(k-j), unix.MSG_DONTWAIT, 0, 0)
-		switch {
-		case e == unix.EINTR && intr < 3:
-			intr++
-			continue
-		case e != 0:
-			a.AddDrop(reasonOf(e))
-			j++
-			continue
-		case n == 0:
-			a.AddDrop(Other)
-			j++
-			continue
-		}
-		for m := j; m < j+int(n); m++ {
-			a.AddSent(a.lens[m])
-		}
-		j += int(n)
+		a.sendmmsg(a.fd, a.hdrs[:k], a.lens)
 	}
 }
 

@@ -120,7 +120,7 @@ func (r *RawIP) Emit(pkts [][]byte) error {
 			k++
 		}
 		if k > 0 {
-			r.send(fd, k)
+			r.sendmmsg(fd, r.hdrs[:k], r.lens)
 		}
 	}
 	// Keep no reference to the caller's buffers.
@@ -170,29 +170,31 @@ func (r *RawIP) fill(k int, p []byte, v int) {
 	}
 }
 
-// send hands messages 0..k-1 to sendmmsg. sendmmsg stops at the first
-// failing message and reports how many went before it (the error itself is
-// lost), so a short count is followed by a call that starts with the
-// failing message and reports its error; that message is counted and the
-// rest retried.
-func (r *RawIP) send(fd, k int) {
-	for j := 0; j < k; {
+// sendmmsg hands hdrs to sendmmsg on fd and counts each datagram (lens[i]
+// bytes) as sent or dropped. sendmmsg stops at the first failing message
+// and reports how many went before it (the error itself is lost), so a
+// short count is followed by a call that starts with the failing message
+// and reports its error; that message is counted and the rest retried.
+// EINTR is retried a few times, then counted as a drop.
+func (c *Counters) sendmmsg(fd int, hdrs []unix.Mmsghdr, lens []int) {
+	for j, intr := 0, 0; j < len(hdrs); {
 		n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd),
-			uintptr(unsafe.Pointer(&r.hdrs[j])), uintptr(k-j), unix.MSG_DONTWAIT, 0, 0)
+			uintptr(unsafe.Pointer(&hdrs[j])), uintptr(len(hdrs)-j), unix.MSG_DONTWAIT, 0, 0)
 		switch {
-		case e == unix.EINTR:
+		case e == unix.EINTR && intr < 3:
+			intr++
 			continue
 		case e != 0:
-			r.AddDrop(reasonOf(e))
+			c.AddDrop(reasonOf(e))
 			j++
 			continue
 		case n == 0: // not expected from Linux; never spin on it
-			r.AddDrop(Other)
+			c.AddDrop(Other)
 			j++
 			continue
 		}
 		for m := j; m < j+int(n); m++ {
-			r.AddSent(r.lens[m])
+			c.AddSent(lens[m])
 		}
 		j += int(n)
 	}
