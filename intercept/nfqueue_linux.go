@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shadowcopy/tcpcopy/capture"
+	"github.com/shadowcopy/tcpcopy/internal/netns"
 )
 
 // NFQueue is an Interceptor that reads the target's responses from an
@@ -247,49 +247,20 @@ func openNFQSocket(cfg *NFQueueConfig, log *slog.Logger) (*nfqSocket, error) {
 	return s, nil
 }
 
-// socketInNetNS opens the netlink socket in the network namespace netns
-// refers to, on a thread of its own that it switches there and back.
-func socketInNetNS(netns int) (int, error) {
-	type result struct {
-		fd  int
-		err error
+// socketInNetNS opens the netlink socket in the network namespace nsFD
+// refers to.
+func socketInNetNS(nsFD int) (int, error) {
+	fd := -1
+	err := netns.Do(nsFD, func() error {
+		var err error
+		fd, err = unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.NETLINK_NETFILTER)
+		return err
+	})
+	if err != nil && fd >= 0 {
+		unix.Close(fd) // made, but the thread could not leave the namespace
+		fd = -1
 	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		restored := false
-		defer func() {
-			// A thread that could not be switched back stays locked, so the
-			// runtime ends it with this goroutine.
-			if restored {
-				runtime.UnlockOSThread()
-			}
-		}()
-		orig, err := unix.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			restored = true
-			ch <- result{-1, fmt.Errorf("open the current network namespace: %w", err)}
-			return
-		}
-		defer unix.Close(orig)
-		if err := unix.Setns(netns, unix.CLONE_NEWNET); err != nil {
-			restored = true
-			ch <- result{-1, fmt.Errorf("enter network namespace fd %d: %w", netns, err)}
-			return
-		}
-		fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.NETLINK_NETFILTER)
-		if e := unix.Setns(orig, unix.CLONE_NEWNET); e != nil {
-			if err == nil {
-				unix.Close(fd)
-			}
-			ch <- result{-1, fmt.Errorf("leave network namespace fd %d: %w", netns, e)}
-			return
-		}
-		restored = true
-		ch <- result{fd, err}
-	}()
-	r := <-ch
-	return r.fd, r.err
+	return fd, err
 }
 
 // send writes netlink messages to the kernel in one datagram.

@@ -10,8 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -21,6 +19,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/shadowcopy/tcpcopy/internal/netns"
 )
 
 // netnsDir is where "ip netns" keeps its named namespaces (NETNS_RUN_DIR).
@@ -604,71 +604,20 @@ func (n *NS) stop(cmd *exec.Cmd, out *syncBuffer) {
 	}
 }
 
-// errGoexit is returned by [NS.Do] when f calls runtime.Goexit.
-var errGoexit = errors.New("netlab: the function passed to Do called runtime.Goexit (t.FailNow from the wrong goroutine?)")
-
 // Do runs f on a new goroutine locked to an OS thread that is switched into
-// the namespace, switches the thread back, and returns f's error. Sockets f
-// creates stay in the namespace for their life and may be used from any
-// goroutine afterwards; goroutines f starts run in the caller's namespace.
-// Because f runs on another goroutine it must not call t.FailNow (t.Fatal);
-// it returns an error instead. A panic in f is re-raised in the caller.
+// the namespace, switches the thread back, and returns f's error
+// (netns.Do). Sockets f creates stay in the namespace for their life and
+// may be used from any goroutine afterwards; goroutines f starts run in the
+// caller's namespace. Because f runs on another goroutine it must not call
+// t.FailNow (t.Fatal); it returns an error instead. A panic in f is
+// re-raised in the caller.
 func (n *NS) Do(f func() error) error {
-	type result struct {
-		err      error
-		panicked bool
-		pv       any
-		stack    []byte
+	fd, err := unix.Open(n.path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("netlab: open namespace %s: %w", n.path, err)
 	}
-	done := make(chan result, 1)
-	go func() {
-		res := result{err: errGoexit}
-		defer func() { done <- res }()
-
-		runtime.LockOSThread()
-		restored := false
-		defer func() {
-			// A thread whose namespace could not be restored stays locked,
-			// so the runtime ends it with this goroutine.
-			if restored {
-				runtime.UnlockOSThread()
-			}
-		}()
-		orig, err := unix.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			res.err, restored = fmt.Errorf("netlab: open current network namespace: %w", err), true
-			return
-		}
-		defer unix.Close(orig)
-		target, err := unix.Open(n.path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			res.err, restored = fmt.Errorf("netlab: open namespace %s: %w", n.path, err), true
-			return
-		}
-		defer unix.Close(target)
-		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-			res.err, restored = fmt.Errorf("netlab: enter namespace %s: %w", n.name, err), true
-			return
-		}
-		defer func() {
-			if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
-				res.err = errors.Join(res.err, fmt.Errorf("netlab: leave namespace %s: %w", n.name, err))
-				return
-			}
-			restored = true
-		}()
-		defer func() {
-			if p := recover(); p != nil {
-				res.panicked, res.pv, res.stack = true, p, debug.Stack()
-			}
-		}()
-		res.err = f()
-	}()
-	r := <-done
-	if r.panicked {
-		panic(fmt.Sprintf("netlab: panic in %s.Do: %v\n%s", n.name, r.pv, r.stack))
-	}
-	return r.err
+	defer unix.Close(fd)
+	return netns.Do(fd, f)
 }
 
 // checkLiteral insists on an IP literal (or an empty host) in an internet

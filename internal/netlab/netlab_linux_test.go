@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/shadowcopy/tcpcopy/internal/netns"
 )
 
 // helperEnv selects a helper role when the test binary re-executes itself.
@@ -396,8 +398,8 @@ func TestDo(t *testing.T) {
 	if err := n.Do(func() error { return errBoom }); !errors.Is(err, errBoom) {
 		t.Errorf("Do returned %v, want %v", err, errBoom)
 	}
-	if err := n.Do(func() error { runtime.Goexit(); return nil }); !errors.Is(err, errGoexit) {
-		t.Errorf("Do with Goexit returned %v, want errGoexit", err)
+	if err := n.Do(func() error { runtime.Goexit(); return nil }); !errors.Is(err, netns.ErrGoexit) {
+		t.Errorf("Do with Goexit returned %v, want netns.ErrGoexit", err)
 	}
 	func() {
 		defer func() {
