@@ -7,9 +7,10 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/shadowcopy/tcpcopy/internal/mmsg"
 )
 
 // RawIP is a Capturer over a raw IP socket (SOCK_RAW, IPPROTO_TCP) that
@@ -181,22 +182,9 @@ func (r *RawIP) ReadPackets(pkts []Packet) (int, error) {
 
 // recv is the RawConn callback: false asks the poller to wait for data.
 func (r *RawIP) recv(fd uintptr) bool {
-	for {
-		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd,
-			uintptr(unsafe.Pointer(&r.hdrs[0])), uintptr(r.want), 0, 0, 0)
-		switch e {
-		case 0:
-			r.got = int(n)
-			return true
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return false
-		default:
-			r.errno = e
-			return true
-		}
-	}
+	n, e, wait := mmsg.Recv(fd, r.hdrs[:r.want])
+	r.got, r.errno = n, e
+	return !wait
 }
 
 func (r *RawIP) decodeBatch(pkts []Packet, got int) int {

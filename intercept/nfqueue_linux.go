@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shadowcopy/tcpcopy/capture"
+	"github.com/shadowcopy/tcpcopy/internal/mmsg"
 	"github.com/shadowcopy/tcpcopy/internal/netns"
 )
 
@@ -342,19 +343,7 @@ func (m *nfqMmsg) recv() (int, error) {
 
 // recvOnce is the RawConn callback of recv: false asks the poller to wait.
 func (m *nfqMmsg) recvOnce(fd uintptr) bool {
-	for {
-		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&m.hdrs[0])), uintptr(len(m.hdrs)), 0, 0, 0)
-		switch e {
-		case 0:
-			m.got = int(n)
-			return true
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return false
-		default:
-			m.errno = e
-			return true
-		}
-	}
+	n, e, wait := mmsg.Recv(fd, m.hdrs)
+	m.got, m.errno = n, e
+	return !wait
 }
