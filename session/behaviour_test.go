@@ -425,13 +425,9 @@ func TestLateResetOfOldConnectionIgnored(t *testing.T) {
 	h.target(5001, 1005, psh|capture.FlagFIN, "bye")
 	h.wait(10 * time.Millisecond)
 	h.client(1005, 7005, psh, "req2") // the target had closed: a new connection
-	out := h.out.take()
-	syn0 := out[len(out)-1]
-	if syn0.Flags() != syn {
-		t.Fatalf("want a SYN last, got %v", out)
-	}
+	isn := h.newSYN()
 	h.target(5005, 1005, rst, "") // late, from the old connection
-	h.target(9000, uint32(syn0.Seq())+1, synack, "")
+	h.target(9000, uint32(isn)+1, synack, "")
 	got := h.out.take()
 	if len(got) != 1 || string(got[0].Payload()) != "req2" {
 		t.Fatalf("the new connection did not carry req2: %v", got)
@@ -459,11 +455,7 @@ func TestAckedUnansweredRequestResent(t *testing.T) {
 			t.Fatalf("closing %#x: resumed before the client showed an answer: %v", closing, out)
 		}
 		h.client(1009, 7010, ack, "") // online answered req2 with 5 bytes
-		out := h.out.take()
-		if len(out) == 0 || out[len(out)-1].Flags() != syn {
-			t.Fatalf("closing %#x: want a new SYN, got %v", closing, out)
-		}
-		isn := out[len(out)-1].Seq()
+		isn := h.newSYN()
 		h.target(9000, uint32(isn)+1, synack, "")
 		h.expect(capture.Segment{Seq: isn.Add(1), Ack: 9001, Flags: psh, Payload: []byte("req2")})
 		if st := h.tab.Stats(); st.Resumed != 1 || st.Unanswered != 1 {
@@ -606,11 +598,7 @@ func TestPipelinedRequestsAfterTargetCloseResent(t *testing.T) {
 	h.target(5001, 1004, ack, "")                           // all three read
 	h.target(5001, 1004, psh|capture.FlagFIN, "0123456789") // a answered, then closed
 	h.client(1004, 7031, ack, "")                           // the client saw all three answers online
-	out := h.out.take()
-	if len(out) == 0 || out[len(out)-1].Flags() != syn {
-		t.Fatalf("want a new SYN, got %v", out)
-	}
-	isn := out[len(out)-1].Seq()
+	isn := h.newSYN()
 	h.target(9000, uint32(isn)+1, synack, "")
 	h.expect(
 		capture.Segment{Seq: isn.Add(1), Ack: 9001, Flags: psh, Payload: []byte("b")},
@@ -632,11 +620,7 @@ func TestResumedRequeuedRequestGoesAlone(t *testing.T) {
 	h.client(1002, 7005, psh, "b") // the answer was complete: b goes
 	h.target(5005, 1002, fin, "")  // the target closes; b is unacknowledged
 	h.client(1003, 7009, psh, "c") // c finds the target closed
-	out := h.out.take()
-	if len(out) == 0 || out[len(out)-1].Flags() != syn {
-		t.Fatalf("want a new SYN, got %v", out)
-	}
-	isn := out[len(out)-1].Seq()
+	isn := h.newSYN()
 	h.target(9000, uint32(isn)+1, synack, "")
 	h.expect(capture.Segment{Seq: isn.Add(1), Ack: 9001, Flags: psh, Payload: []byte("b")})
 	h.target(9001, uint32(isn)+2, psh, "4567")

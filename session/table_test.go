@@ -94,6 +94,18 @@ func (h *harness) wait(d time.Duration) {
 	h.tab.Tick(h.now)
 }
 
+// newSYN checks that the packets emitted since the last look end with a
+// SYN, a new connection (what goes before it toward the old one is not
+// checked), and returns its sequence number.
+func (h *harness) newSYN() capture.Seq {
+	h.t.Helper()
+	out := h.out.take()
+	if len(out) == 0 || out[len(out)-1].Flags() != syn {
+		h.t.Fatalf("want a new SYN last, got %v", out)
+	}
+	return out[len(out)-1].Seq()
+}
+
 // expect checks the next emitted packets: flags, seq, ack and payload.
 func (h *harness) expect(want ...capture.Segment) {
 	h.t.Helper()
