@@ -214,19 +214,8 @@ func startNFQueue(t *testing.T, ns *netlab.NS, queue uint16) *intercept.NFQueue 
 // installRules installs the NFQUEUE rule for port in ns, removed at the end.
 func installRules(t *testing.T, ns *netlab.NS, port, queue uint16) {
 	t.Helper()
-	rules, err := intercept.NewNFQueueRules(&intercept.NFQueueRulesConfig{
+	intercept.InstallTestRules(t, &intercept.NFQueueRulesConfig{
 		Ports: []uint16{port}, Queue: queue, Family: "ipv4", Command: ns.Command,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rules.Install(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := rules.Remove(); err != nil {
-			t.Errorf("remove rules: %v", err)
-		}
 	})
 }
 

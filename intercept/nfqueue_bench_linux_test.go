@@ -55,18 +55,7 @@ func benchNFQueue(b *testing.B, payload int) {
 	if err := ns.Do(q.Open); err != nil {
 		b.Fatal(err)
 	}
-	rules, err := intercept.NewNFQueueRules(&intercept.NFQueueRulesConfig{Ports: []uint16{src.Port()}, Queue: queue, Family: "ipv4", Command: ns.Command})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := rules.Install(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		if err := rules.Remove(); err != nil {
-			b.Errorf("remove rules: %v", err)
-		}
-	})
+	intercept.InstallTestRules(b, &intercept.NFQueueRulesConfig{Ports: []uint16{src.Port()}, Queue: queue, Family: "ipv4", Command: ns.Command})
 	var e *emit.RawIP
 	if err := ns.Do(func() (err error) { e, err = emit.NewRawIP(nil); return err }); err != nil {
 		b.Fatal(err)

@@ -58,18 +58,7 @@ func TestNFQueue(t *testing.T) {
 	if err6 == nil {
 		family = ""
 	}
-	rules, err := NewNFQueueRules(&NFQueueRulesConfig{Ports: ports, Queue: queue, Family: family, Command: ns.Command})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rules.Install(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := rules.Remove(); err != nil {
-			t.Errorf("remove rules: %v", err)
-		}
-	})
+	InstallTestRules(t, &NFQueueRulesConfig{Ports: ports, Queue: queue, Family: family, Command: ns.Command})
 
 	var mu sync.Mutex
 	var seen []capture.Flow
@@ -348,5 +337,24 @@ func waitBound(t *testing.T, ns *netlab.NS, queue int) {
 			}
 		}
 		return false
+	})
+}
+
+// InstallTestRules installs the NFQUEUE rules of cfg for a test or
+// benchmark and removes them when it ends. (Exported for the package's
+// external tests.)
+func InstallTestRules(tb testing.TB, cfg *NFQueueRulesConfig) {
+	tb.Helper()
+	rules, err := NewNFQueueRules(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := rules.Install(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := rules.Remove(); err != nil {
+			tb.Errorf("remove rules: %v", err)
+		}
 	})
 }
