@@ -20,15 +20,7 @@ import (
 
 func openAFPacket(t testing.TB, ns *netlab.NS, cfg *capture.AFPacketConfig) *capture.AFPacket {
 	t.Helper()
-	var c *capture.AFPacket
-	if err := ns.Do(func() (err error) {
-		c, err = capture.NewAFPacket(cfg)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return netlab.Open(t, ns, func() (*capture.AFPacket, error) { return capture.NewAFPacket(cfg) })
 }
 
 // capPkt is a captured packet, copied.

@@ -29,15 +29,7 @@ var labNets = []labNet{
 // the lab's namespaces are deleted).
 func openRawIP(t *testing.T, ns *netlab.NS, cfg *capture.RawIPConfig) *capture.RawIP {
 	t.Helper()
-	var c *capture.RawIP
-	if err := ns.Do(func() (err error) {
-		c, err = capture.NewRawIP(cfg)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return netlab.Open(t, ns, func() (*capture.RawIP, error) { return capture.NewRawIP(cfg) })
 }
 
 // rawSender is a header-including raw socket in a lab namespace.

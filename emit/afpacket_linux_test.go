@@ -26,28 +26,12 @@ var afModes = []struct {
 
 func openAFEmitter(t testing.TB, ns *netlab.NS, cfg *emit.AFPacketConfig) *emit.AFPacket {
 	t.Helper()
-	var e *emit.AFPacket
-	if err := ns.Do(func() (err error) {
-		e, err = emit.NewAFPacket(cfg)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
-	return e
+	return netlab.Open(t, ns, func() (*emit.AFPacket, error) { return emit.NewAFPacket(cfg) })
 }
 
 func openAFCapture(t testing.TB, ns *netlab.NS, cfg *capture.AFPacketConfig) *capture.AFPacket {
 	t.Helper()
-	var c *capture.AFPacket
-	if err := ns.Do(func() (err error) {
-		c, err = capture.NewAFPacket(cfg)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return netlab.Open(t, ns, func() (*capture.AFPacket, error) { return capture.NewAFPacket(cfg) })
 }
 
 // watch reads c on a goroutine until a packet matches, then closes found

@@ -25,28 +25,12 @@ var labNets = []labNet{
 
 func openEmitter(t testing.TB, ns *netlab.NS, cfg *emit.RawIPConfig) *emit.RawIP {
 	t.Helper()
-	var e *emit.RawIP
-	if err := ns.Do(func() (err error) {
-		e, err = emit.NewRawIP(cfg)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
-	return e
+	return netlab.Open(t, ns, func() (*emit.RawIP, error) { return emit.NewRawIP(cfg) })
 }
 
 func openCapture(t *testing.T, ns *netlab.NS, network string) *capture.RawIP {
 	t.Helper()
-	var c *capture.RawIP
-	if err := ns.Do(func() (err error) {
-		c, err = capture.NewRawIP(&capture.RawIPConfig{Network: network})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return netlab.Open(t, ns, func() (*capture.RawIP, error) { return capture.NewRawIP(&capture.RawIPConfig{Network: network}) })
 }
 
 // segment builds the i-th test datagram from A to B with plen payload bytes.

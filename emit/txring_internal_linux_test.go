@@ -39,22 +39,10 @@ func TestTXGeometry(t *testing.T) {
 // with sendmmsg, and so does everything after.
 func TestTXRingMalformed(t *testing.T) {
 	l := netlab.NewPair(t)
-	var a *AFPacket
-	if err := l.A.Do(func() (err error) {
-		a, err = NewAFPacket(&AFPacketConfig{Interface: l.AIf, DstMAC: l.BMAC, TXRing: 16})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close() })
-	var c *capture.RawIP
-	if err := l.B.Do(func() (err error) {
-		c, err = capture.NewRawIP(&capture.RawIPConfig{Network: "ip4"})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	a := netlab.Open(t, l.A, func() (*AFPacket, error) {
+		return NewAFPacket(&AFPacketConfig{Interface: l.AIf, DstMAC: l.BMAC, TXRing: 16})
+	})
+	c := netlab.Open(t, l.B, func() (*capture.RawIP, error) { return capture.NewRawIP(&capture.RawIPConfig{Network: "ip4"}) })
 	var dgs [][]byte
 	for i := range 5 {
 		b, err := capture.AppendSegment(nil, &capture.Segment{

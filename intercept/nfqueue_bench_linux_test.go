@@ -56,11 +56,7 @@ func benchNFQueue(b *testing.B, payload int) {
 		b.Fatal(err)
 	}
 	intercept.InstallTestRules(b, &intercept.NFQueueRulesConfig{Ports: []uint16{src.Port()}, Queue: queue, Family: "ipv4", Command: ns.Command})
-	var e *emit.RawIP
-	if err := ns.Do(func() (err error) { e, err = emit.NewRawIP(nil); return err }); err != nil {
-		b.Fatal(err)
-	}
-	defer e.Close()
+	e := netlab.Open(b, ns, func() (*emit.RawIP, error) { return emit.NewRawIP(nil) })
 
 	var batch [][]byte
 	for i := range 64 {
