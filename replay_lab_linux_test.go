@@ -76,13 +76,9 @@ func startLibRecorder(t *testing.T, l *copyLab, ethernet bool) *libRecorder {
 		t.Fatal(err)
 	}
 	ifname := onlineIf(t, l)
-	if err := l.online.Do(func() (err error) {
-		r.capt, err = capture.NewAFPacket(&capture.AFPacketConfig{Interfaces: []string{ifname}})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.capt.Close() })
+	r.capt = netlab.Open(t, l.online, func() (*capture.AFPacket, error) {
+		return capture.NewAFPacket(&capture.AFPacketConfig{Interfaces: []string{ifname}})
+	})
 	go func() {
 		pkts := make([]capture.Packet, 64)
 		for {
@@ -258,11 +254,7 @@ func replayFile(t *testing.T, l *copyLab, path string, o replayOptions) replay.R
 	if err != nil {
 		t.Fatal(err)
 	}
-	var em *emit.RawIP
-	if err := l.online.Do(func() (err error) { em, err = emit.NewRawIP(nil); return err }); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { em.Close() })
+	em := netlab.Open(t, l.online, func() (*emit.RawIP, error) { return emit.NewRawIP(nil) })
 	transfer, err := rewrite.ParseTransfer(l.onlineAddr + "-" + l.targetAddr)
 	if err != nil {
 		t.Fatal(err)

@@ -18,11 +18,7 @@ import (
 func benchCapture(b *testing.B, n labNet, open func(l *netlab.Pair) capture.Capturer) {
 	l := netlab.NewPair(b)
 	c := open(l)
-	var e *emit.RawIP
-	if err := l.A.Do(func() (err error) { e, err = emit.NewRawIP(nil); return err }); err != nil {
-		b.Fatal(err)
-	}
-	defer e.Close()
+	e := netlab.Open(b, l.A, func() (*emit.RawIP, error) { return emit.NewRawIP(nil) })
 	var batch [][]byte
 	for i := range 64 {
 		batch = append(batch, labSegment(b, n, i, 100, 9000))
