@@ -78,31 +78,42 @@ func TestRawIPEndToEnd(t *testing.T) {
 		t.Run(n.network, func(t *testing.T) {
 			lab := netlab.NewPair(t)
 			e := openEmitter(t, lab.A, &emit.RawIPConfig{Batch: 16})
-			c := openCapture(t, lab.B, n.network)
-			const count, per = 200, 24 // batches straddle the emitter's 16
-			var want [][]byte
-			var wantBytes uint64
-			for i := range count {
-				b := segment(t, n, i, (i*211)%1400, 9000)
-				want = append(want, b)
-				wantBytes += uint64(len(b))
-			}
-			for i := 0; i < count; i += per {
-				if err := e.Emit(want[i:min(i+per, count)]); err != nil {
-					t.Fatal(err)
-				}
-			}
-			for i, p := range netlab.Collect(t, c, count, nil) {
+			want, got := emitAll(t, e, openCapture(t, lab.B, n.network), n)
+			for i, p := range got {
 				sameSegment(t, i, &p, want[i])
 				if !bytes.Equal(p.Data, want[i]) {
 					t.Errorf("packet %d differs outside TCP:\n got %x\nwant %x", i, p.Data, want[i])
 				}
 			}
-			if s := e.Stats(); s.Sent != count || s.Bytes != wantBytes || s.Dropped() != 0 {
-				t.Fatalf("stats %+v, want %d sent, %d bytes, no drops", s, count, wantBytes)
-			}
 		})
 	}
+}
+
+// emitAll sends 200 test segments of n through e in batches of 24, which
+// straddle an emitter batch of 16, checks e's counters and returns the
+// segments and what c captured.
+func emitAll(t *testing.T, e interface {
+	emit.Emitter
+	Stats() emit.Stats
+}, c capture.Capturer, n labNet) (want [][]byte, got []capture.Packet) {
+	t.Helper()
+	const count, per = 200, 24
+	var wantBytes uint64
+	for i := range count {
+		b := segment(t, n, i, (i*211)%1400, 9000)
+		want = append(want, b)
+		wantBytes += uint64(len(b))
+	}
+	for i := 0; i < count; i += per {
+		if err := e.Emit(want[i:min(i+per, count)]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got = netlab.Collect(t, c, count, nil)
+	if s := e.Stats(); s.Sent != count || s.Bytes != wantBytes || s.Dropped() != 0 {
+		t.Fatalf("stats %+v, want %d sent, %d bytes, no drops", s, count, wantBytes)
+	}
+	return want, got
 }
 
 // TestRawIPMixedFamilies sends IPv4 and IPv6 interleaved in one Emit.
